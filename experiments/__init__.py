@@ -1,0 +1,1 @@
+"""Experiments: one module per dataset, run with `python -m experiments.<name>`."""

@@ -1,0 +1,265 @@
+"""The command line, run loop and results files shared by every experiment.
+
+Each experiment module supplies a dataset loader and a default config name;
+`main` parses the shared options, trains all seeds in one vmapped program,
+evaluates each seed on the training split (and the held-out split when there is
+one), prints a table and writes `results.json` to the output directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import datetime
+import json
+import logging
+import os
+import pathlib
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from dcan_jax import config as config_lib
+from dcan_jax import metrics, train
+from dcan_jax.data import Dataset
+
+logger = logging.getLogger("experiments")
+
+LoadFn = Callable[[argparse.Namespace], Dataset]
+
+
+def build_parser(description: str, default_config: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder holding one subfolder per dataset; defaults to $DCAN_JAX_DATA",
+    )
+    parser.add_argument(
+        "--tfds-dir", default=None, help="TFDS data directory; defaults to $TFDS_DATA_DIR"
+    )
+    parser.add_argument(
+        "--download",
+        action="store_true",
+        help="let TFDS download the dataset when no local copy is found (needs internet)",
+    )
+    parser.add_argument(
+        "--config",
+        default=default_config,
+        help=f"config name ({', '.join(config_lib.config_names())}) or a JSON file of overrides",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config field, e.g. --set n_steps=1000 (repeatable)",
+    )
+    parser.add_argument("--seeds", type=int, default=1, help="number of seeds, run vmapped")
+    parser.add_argument("--first-seed", type=int, default=0, help="first seed of the range")
+    parser.add_argument(
+        "--split",
+        choices=("train", "all"),
+        default="train",
+        help="train: fit on the training split and also report the held-out split; "
+        "all: fit and evaluate on train and test together",
+    )
+    parser.add_argument(
+        "--subset",
+        type=int,
+        default=None,
+        help="use this many training samples, drawn with a fixed seed",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="output directory; defaults to runs/<dataset>-<config>-<timestamp>",
+    )
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "gpu", "tpu"),
+        default="auto",
+        help="device platform; auto uses a GPU or TPU when JAX sees one",
+    )
+    return parser
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """Parse `KEY=VALUE` strings; values are Python literals or plain strings."""
+    overrides = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r} should look like KEY=VALUE, e.g. n_steps=1000.")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        overrides[key.strip()] = tuple(value) if isinstance(value, list) else value
+    return overrides
+
+
+def resolve_config(name_or_path: str, overrides: dict[str, Any]) -> config_lib.DCANConfig:
+    if name_or_path.endswith(".json"):
+        config = config_lib.load_config_file(name_or_path)
+    else:
+        config = config_lib.get_config(name_or_path)
+    return config.replace(**overrides) if overrides else config
+
+
+def write_json_atomic(path: pathlib.Path, payload: dict[str, Any]) -> None:
+    """Write JSON through a temporary file and a rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
+        json.dump(payload, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(f.name, path)
+
+
+def summarize(values: Sequence[float]) -> dict[str, float]:
+    return {"mean": float(np.mean(values)), "std": float(np.std(values))}
+
+
+def _evaluate_split(state, x, y) -> list[dict[str, float]]:
+    labels = train.predict(state, x)
+    return [metrics.evaluate(y, seed_labels) for seed_labels in labels]
+
+
+def evaluate_result(result: train.FitResult, dataset: Dataset) -> dict[str, Any]:
+    """Score the initial and final clustering of every seed against the labels."""
+    if dataset.y_train is None:
+        return {}
+    scores = {
+        "train_before": _evaluate_split(result.initial_state, dataset.x_train, dataset.y_train),
+        "train": _evaluate_split(result.state, dataset.x_train, dataset.y_train),
+    }
+    if dataset.x_test is not None and dataset.y_test is not None:
+        scores["test"] = _evaluate_split(result.state, dataset.x_test, dataset.y_test)
+    return scores
+
+
+def format_table(scores: dict[str, list[dict[str, float]]], seeds: Sequence[int]) -> str:
+    columns = [(split, name) for split in scores for name in ("acc", "nmi", "ari")]
+    header = "seed  " + "  ".join(f"{split}.{name:<3}".rjust(16) for split, name in columns)
+    lines = [header]
+    for i, seed in enumerate(seeds):
+        row = "  ".join(f"{scores[split][i][name]:16.4f}" for split, name in columns)
+        lines.append(f"{seed:<4}  {row}")
+    means = "  ".join(
+        f"{np.mean([s[name] for s in scores[split]]):9.4f}"
+        f"±{np.std([s[name] for s in scores[split]]):.3f}"
+        for split, name in columns
+    )
+    lines.append(f"mean  {means}")
+    return "\n".join(lines)
+
+
+def _select_device(platform_name: str) -> None:
+    if platform_name == "auto":
+        return
+    try:
+        device = jax.devices(platform_name)[0]
+    except RuntimeError as error:
+        raise SystemExit(
+            f"--device {platform_name}: JAX sees no {platform_name} ({error}); "
+            "use --device auto or cpu."
+        ) from error
+    jax.config.update("jax_default_device", device)
+
+
+def _log_progress(step: int, values: dict[str, float]) -> None:
+    logger.info(
+        "step %d  d_loss %.4f  e_loss %.4f  recon %.4f  D(z+) %.3f  D(E(x)) %.3f  "
+        "cluster fraction min %.3f max %.3f",
+        step,
+        values["discriminator_loss"],
+        values["encoder_loss"],
+        values["reconstruction_loss"],
+        values["d_positive"],
+        values["d_encoded"],
+        values["min_cluster_fraction"],
+        values["max_cluster_fraction"],
+    )
+
+
+def run(dataset: Dataset, config: config_lib.DCANConfig, args: argparse.Namespace) -> dict:
+    """Train, evaluate and write results; returns the results payload."""
+    if args.seeds < 1:
+        raise SystemExit(f"--seeds {args.seeds} should be >= 1.")
+    if args.split == "all":
+        dataset = dataset.merged()
+    if args.subset is not None:
+        dataset = dataset.subset(args.subset)
+    seeds = tuple(range(args.first_seed, args.first_seed + args.seeds))
+    config_name = pathlib.Path(args.config).stem
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = pathlib.Path(args.out or f"runs/{dataset.name}-{config_name}-{stamp}")
+    logger.info(
+        "Training %s on %d x %d (%s) with config %s, seeds %s, device %s",
+        dataset.name,
+        *dataset.x_train.shape,
+        dataset.source,
+        config_name,
+        list(seeds),
+        jax.devices()[0].platform,
+    )
+
+    start = time.perf_counter()
+    result = train.fit(dataset.x_train, config, seeds, log_fn=_log_progress)
+    scores = evaluate_result(result, dataset)
+    wall_seconds = time.perf_counter() - start
+
+    payload = {
+        "dataset": dataset.name,
+        "data_source": dataset.source,
+        "split": args.split,
+        "n_train": int(dataset.x_train.shape[0]),
+        "n_test": 0 if dataset.x_test is None else int(dataset.x_test.shape[0]),
+        "config_name": config_name,
+        "config": config.to_dict(),
+        "seeds": list(seeds),
+        "scores": scores,
+        "summary": {
+            split: {name: summarize([s[name] for s in per_seed]) for name in per_seed[0]}
+            for split, per_seed in scores.items()
+        },
+        "wall_seconds": wall_seconds,
+        "compile_seconds": result.compile_seconds,
+        "device": str(jax.devices()[0]),
+        "versions": {"jax": jax.__version__, "python": platform.python_version()},
+        "command": " ".join(sys.argv),
+    }
+    write_json_atomic(out / "results.json", payload)
+    np.savez(out / "history.npz", **result.history)
+    if scores:
+        print(format_table(scores, seeds))
+    print(
+        f"wall time {wall_seconds:.1f} s (compile {result.compile_seconds:.1f} s); "
+        f"results in {out / 'results.json'}"
+    )
+    return payload
+
+
+def main(load: LoadFn, description: str, default_config: str, argv=None) -> dict:
+    """Parse options, load the data with `load(args)` and run the experiment."""
+    parser = build_parser(description, default_config)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    _select_device(args.device)
+    try:
+        config = resolve_config(args.config, parse_overrides(args.set))
+        dataset = load(args)
+        return run(dataset, config, args)
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        parser.exit(2, f"error: {error}\n")
+    except train.TrainingDivergedError as error:
+        parser.exit(3, f"error: {error}\n")
