@@ -185,7 +185,30 @@ def _validate(config: DCANConfig) -> None:
 # 500 iterations, SGD with momentum (learning rate in [1e-5, 1e-3]).
 PAPER_MNIST = DCANConfig()
 
+# A pretrained ReLU autoencoder kept in the loss beside the adversarial term,
+# moving-average cluster statistics and narrow positives. Provisional values,
+# to be settled by multi-seed ablations.
+DEFAULT = DCANConfig(
+    encoder_widths=(500, 500, 2000, 10),
+    discriminator_widths=(64,),
+    activation="relu",
+    decoder_output_activation="linear",
+    n_steps=2000,
+    batch_size=256,
+    cluster_sample_size=1024,
+    cluster_momentum=0.9,
+    positive_scale=0.3,
+    condition_discriminator=True,
+    encoder_loss="non_saturating",
+    reconstruction_weight=1.0,
+    optimizer="adam",
+    learning_rate=1e-4,
+    pretrain_epochs=20,
+    final_cluster_iters=20,
+)
+
 _CONFIGS: dict[str, DCANConfig] = {
+    "default": DEFAULT,
     "paper": PAPER_MNIST,
     # Reuters-10k and CIFAR-10 networks as listed in the paper's experiments.
     "paper_reuters10k": DCANConfig(
