@@ -223,11 +223,32 @@ def validate_inputs(x: np.ndarray, config: DCANConfig) -> None:
         raise ValueError(f"x contains {bad} NaN or infinite values; impute or drop them first.")
 
 
+def _check_resume_state(state: TrainState, config: DCANConfig, n_seeds: int) -> None:
+    if state.config != config:
+        changed = sorted(
+            name
+            for name, value in config.to_dict().items()
+            if state.config.to_dict().get(name) != value
+        )
+        raise ValueError(
+            f"The resume state was trained with a different config (fields {changed} "
+            "differ); resume with the config it was saved with, or start a new run."
+        )
+    n_saved = int(np.asarray(state.step).reshape(-1).shape[0])
+    if n_saved != n_seeds:
+        raise ValueError(
+            f"The resume state holds {n_saved} seeds but {n_seeds} were requested; pass "
+            "the seeds it was saved with."
+        )
+
+
 def fit(
     x: np.ndarray,
     config: DCANConfig,
     seeds: Sequence[int] = (0,),
     log_fn: Callable[[int, dict[str, float]], None] | None = None,
+    resume_from: TrainState | None = None,
+    on_chunk: Callable[[TrainState, dict[str, np.ndarray]], None] | None = None,
 ) -> FitResult:
     """Train one DCAN model per seed, all seeds in one vmapped program.
 
@@ -237,6 +258,12 @@ def fit(
       seeds: integer seeds; each gives an independent run.
       log_fn: called after each chunk with the step count and seed-averaged
         metrics of the chunk's last step.
+      resume_from: a seed-stacked state saved by an earlier run of the same
+        config, seeds and data; training continues from its step count and
+        reaches the state an uninterrupted run reaches, because every step's
+        randomness is derived from the state's key and step.
+      on_chunk: called after each healthy chunk with the seed-stacked state and
+        the chunk's metrics, e.g. to write a checkpoint.
 
     Returns:
       A `FitResult`.
@@ -253,7 +280,11 @@ def fit(
     keys = jnp.stack([jax.random.key(int(seed)) for seed in seeds])
 
     start = time.perf_counter()
-    state, pretrain_losses = jax.block_until_ready(phases["init"](keys, x))
+    if resume_from is None:
+        state, pretrain_losses = jax.block_until_ready(phases["init"](keys, x))
+    else:
+        _check_resume_state(resume_from, config, len(seeds))
+        state, pretrain_losses = resume_from, np.zeros((len(seeds), 0))
     initial_state = state
     first_call_seconds = time.perf_counter() - start
 
@@ -261,7 +292,7 @@ def fit(
     compiled_by_length: dict[int, Callable] = {}
     compile_seconds = 0.0
     train_start = time.perf_counter()
-    done = 0
+    done = int(np.asarray(state.step).reshape(-1)[0])
     while done < config.n_steps:
         n = min(config.log_every, config.n_steps - done)
         if n not in compiled_by_length:
@@ -274,13 +305,19 @@ def fit(
         done += n
         _check_health(chunk, state, last_good, done)
         chunks.append(chunk)
+        if on_chunk is not None:
+            on_chunk(state, chunk)
         if log_fn is not None:
             log_fn(done, {name: float(np.mean(v[:, -1])) for name, v in chunk.items()})
     if config.final_cluster_iters > 0:
         state = phases["refine"](state, x)
     state = jax.block_until_ready(state)
     train_seconds = time.perf_counter() - train_start - compile_seconds
-    history = {name: np.concatenate([c[name] for c in chunks], axis=1) for name in chunks[0]}
+    history = (
+        {name: np.concatenate([c[name] for c in chunks], axis=1) for name in chunks[0]}
+        if chunks
+        else {}
+    )
     return FitResult(
         state=state,
         initial_state=initial_state,
