@@ -41,7 +41,7 @@ class DCANConfig:
       covariance_reg: variance floor added to every cluster variance.
       positive_scale: positives are drawn with this times the cluster's standard
         deviation; 1.0 draws from the cluster's own Gaussian.
-      condition_discriminator: whether the discriminator also sees the one-hot
+      condition_discriminator: whether the discriminator also receives the one-hot
         assigned cluster.
       encoder_loss: "saturating" descends log(1 - D(E(x))) as written in the
         objective; "non_saturating" descends -log D(E(x)).
@@ -180,7 +180,8 @@ def _validate(config: DCANConfig) -> None:
         raise ValueError(f"reconstruction_weight={config.reconstruction_weight} should be >= 0.")
 
 
-# The paper's MNIST settings: tanh 196-384-256 encoder, 256-16-1 discriminator,
+# MNIST settings of Lim, "Deep clustering using adversarial net based clustering
+# loss" (the DCAN paper, arXiv 2025): tanh 196-384-256 encoder, 256-16-1 discriminator,
 # minibatch 16, 600 points per clustering update, one k-means iteration per step,
 # 500 iterations, SGD with momentum (learning rate in [1e-5, 1e-3]).
 PAPER_MNIST = DCANConfig()
@@ -210,7 +211,7 @@ DEFAULT = DCANConfig(
 _CONFIGS: dict[str, DCANConfig] = {
     "default": DEFAULT,
     "paper": PAPER_MNIST,
-    # Reuters-10k and CIFAR-10 networks as listed in the paper's experiments.
+    # Reuters-10k and CIFAR-10 networks as listed in the DCAN paper's experiments.
     "paper_reuters10k": DCANConfig(
         n_clusters=4, encoder_widths=(100, 500), discriminator_widths=(100,)
     ),
@@ -247,7 +248,7 @@ def config_from_mapping(values: Mapping[str, Any], base: DCANConfig | None = Non
 
 
 def load_config_file(path: str) -> DCANConfig:
-    """Read a config from a JSON file of overrides on the paper's MNIST settings."""
+    """Read a config from a JSON file of overrides on the `paper` config's values."""
     try:
         with open(path) as f:
             values = json.load(f)

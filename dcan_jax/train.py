@@ -237,7 +237,7 @@ def _check_resume_state(state: TrainState, config: DCANConfig, n_seeds: int) -> 
     n_saved = int(np.asarray(state.step).reshape(-1).shape[0])
     if n_saved != n_seeds:
         raise ValueError(
-            f"The resume state holds {n_saved} seeds but {n_seeds} were requested; pass "
+            f"The resume state contains {n_saved} seeds but {n_seeds} were requested; pass "
             "the seeds it was saved with."
         )
 

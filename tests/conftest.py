@@ -8,7 +8,7 @@ import pathlib
 import numpy as np
 import pytest
 
-# The repository's sibling folder `shared/data` holds the real MNIST, Fashion-MNIST
+# The repository's sibling folder `shared/data` contains the real MNIST, Fashion-MNIST
 # and 20 Newsgroups files on development and CI machines.
 _REAL_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
 

