@@ -190,6 +190,21 @@ def predict(state: ClusterState, z: jax.Array, method: str) -> jax.Array:
     return jnp.argmax(log_likelihoods(state, z), axis=1).astype(jnp.int32)
 
 
+def inertia(state: ClusterState, z: jax.Array) -> jax.Array:
+    """Return the k-means objective: summed squared distance to the nearest mean."""
+    return jnp.sum(jnp.min(squared_distances(z, state.means), axis=1))
+
+
+def _seeded_kmeans(key, z, n_clusters, n_iters, covariance_reg) -> ClusterState:
+    means = kmeans_plusplus(key, z, n_clusters)
+    uniform = jnp.full((n_clusters,), 1.0 / n_clusters, z.dtype)
+    state = ClusterState(means, jnp.ones_like(means), uniform)
+    # At least one iteration, so the variances describe the data.
+    return jax.lax.fori_loop(
+        0, max(n_iters, 1), lambda _, s: kmeans_step(s, z, covariance_reg), state
+    )
+
+
 def init_cluster_state(
     key: jax.Array,
     z: jax.Array,
@@ -197,10 +212,13 @@ def init_cluster_state(
     n_iters: int,
     method: str = "kmeans",
     covariance_reg: float = 1e-4,
+    n_restarts: int = 1,
 ) -> ClusterState:
     """Seed with k-means++, run `n_iters` k-means iterations, then one `method` step.
 
-    With `method="kmeans"` no extra step is run.
+    With several restarts the one with the lowest inertia is kept, as
+    scikit-learn's `KMeans(n_init=...)` does; the choice uses no labels. With
+    `method="kmeans"` no extra step is run.
 
     Args:
       key: PRNG key for the seeding.
@@ -209,14 +227,12 @@ def init_cluster_state(
       n_iters: k-means iterations after seeding; static.
       method: "kmeans" or "gmm".
       covariance_reg: variance floor.
+      n_restarts: independent k-means++ seedings; static.
     """
-    means = kmeans_plusplus(key, z, n_clusters)
-    uniform = jnp.full((n_clusters,), 1.0 / n_clusters, z.dtype)
-    state = ClusterState(means, jnp.ones_like(means), uniform)
-    # At least one iteration, so the variances describe the data.
-    state = jax.lax.fori_loop(
-        0, max(n_iters, 1), lambda _, s: kmeans_step(s, z, covariance_reg), state
-    )
+    keys = jax.random.split(key, n_restarts)
+    candidates = jax.vmap(lambda k: _seeded_kmeans(k, z, n_clusters, n_iters, covariance_reg))(keys)
+    best = jnp.argmin(jax.vmap(inertia, in_axes=(0, None))(candidates, z))
+    state = jax.tree.map(lambda leaf: leaf[best], candidates)
     return cluster_step(state, z, method, covariance_reg) if method == "gmm" else state
 
 

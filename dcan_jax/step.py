@@ -119,6 +119,7 @@ def init_clustering(state: TrainState, x: jax.Array, key: jax.Array) -> TrainSta
         config.init_cluster_iters,
         config.cluster_method,
         config.covariance_reg,
+        config.init_cluster_restarts,
     )
     return state.replace(cluster=cluster)
 
@@ -152,7 +153,8 @@ def _encoder_objective(autoencoder_params, discriminator_params, config, batch, 
         recon = losses.reconstruction_loss(batch, reconstruction)
     else:
         recon = jnp.zeros(())
-    return adversarial + config.reconstruction_weight * recon, (adversarial, recon)
+    total = config.adversarial_weight * adversarial + config.reconstruction_weight * recon
+    return total, (adversarial, recon)
 
 
 def discriminator_update(state: TrainState, positives, encoded, assignments):

@@ -81,13 +81,18 @@ def pretrain_autoencoder(
     )
 
 
-def init_run(key: jax.Array, x: jax.Array, config: DCANConfig) -> tuple[TrainState, jax.Array]:
+def init_run(
+    key: jax.Array, x: jax.Array, config: DCANConfig, pretrained: dict | None = None
+) -> tuple[TrainState, jax.Array]:
     """Initialise networks, pretrain if configured, and cluster the latent space.
 
     Args:
       key: PRNG key of this seed.
       x: training inputs, shape `(n_samples, n_features)`.
       config: run settings (static).
+      pretrained: `{"encoder": ..., "decoder": ...}` parameters to start from
+        instead of pretraining, e.g. a pretrained autoencoder shared by several
+        configs that differ only in their DCAN settings.
 
     Returns:
       The state before the first DCAN step, and the pretraining losses per epoch
@@ -96,7 +101,11 @@ def init_run(key: jax.Array, x: jax.Array, config: DCANConfig) -> tuple[TrainSta
     params_key, pretrain_key, sample_key, cluster_key = jax.random.split(key, 4)
     state = init_train_state(params_key, config, x.shape[1])
     pretrain_losses = jnp.zeros((0,))
-    if config.pretrain_epochs > 0:
+    if pretrained is not None:
+        state = state.replace(
+            encoder_params=pretrained["encoder"], decoder_params=pretrained["decoder"]
+        )
+    elif config.pretrain_epochs > 0:
         state, pretrain_losses = pretrain_autoencoder(state, x, pretrain_key)
     sample_size = min(config.init_cluster_sample_size, x.shape[0])
     sample = x[jax.random.permutation(sample_key, x.shape[0])[:sample_size]]
@@ -179,6 +188,9 @@ def compiled_phases(config: DCANConfig) -> dict[str, Callable]:
     seeds = functools.partial(jax.vmap, in_axes=(0, None))
     return {
         "init": jax.jit(seeds(functools.partial(init_run, config=config))),
+        "init_pretrained": jax.jit(
+            jax.vmap(functools.partial(init_run, config=config), in_axes=(0, None, 0))
+        ),
         "steps": jax.jit(_run_steps_over_seeds, static_argnums=2),
         "refine": jax.jit(seeds(refine_clustering)),
         "predict": jax.jit(seeds(predict_labels)),
@@ -249,6 +261,7 @@ def fit(
     log_fn: Callable[[int, dict[str, float]], None] | None = None,
     resume_from: TrainState | None = None,
     on_chunk: Callable[[TrainState, dict[str, np.ndarray]], None] | None = None,
+    pretrained: dict | None = None,
 ) -> FitResult:
     """Train one DCAN model per seed, all seeds in one vmapped program.
 
@@ -264,6 +277,8 @@ def fit(
         randomness is derived from the state's key and step.
       on_chunk: called after each healthy chunk with the seed-stacked state and
         the chunk's metrics, e.g. to write a checkpoint.
+      pretrained: seed-stacked `{"encoder": ..., "decoder": ...}` parameters
+        (leading axis `len(seeds)`) used instead of pretraining.
 
     Returns:
       A `FitResult`.
@@ -280,7 +295,11 @@ def fit(
     keys = jnp.stack([jax.random.key(int(seed)) for seed in seeds])
 
     start = time.perf_counter()
-    if resume_from is None:
+    if resume_from is None and pretrained is not None:
+        state, pretrain_losses = jax.block_until_ready(
+            phases["init_pretrained"](keys, x, pretrained)
+        )
+    elif resume_from is None:
         state, pretrain_losses = jax.block_until_ready(phases["init"](keys, x))
     else:
         _check_resume_state(resume_from, config, len(seeds))

@@ -160,3 +160,13 @@ def test_sample_positives_moments():
 def test_cluster_sizes_counts():
     sizes = cluster.cluster_sizes(jnp.array([0, 2, 2, 2]), 4)
     np.testing.assert_array_equal(sizes, [1, 0, 3, 0])
+
+
+def test_restarts_keep_lowest_inertia():
+    x, _ = _blobs(n_per=40, n_clusters=6, spread=1.5, seed=2)
+    z = jnp.asarray(x)
+    single = [cluster.init_cluster_state(jax.random.key(s), z, 6, 2) for s in range(4)]
+    best = cluster.init_cluster_state(jax.random.key(9), z, 6, 2, n_restarts=8)
+    best_inertia = float(cluster.inertia(best, z))
+    # The best of eight restarts is at least as good as a typical single seeding.
+    assert best_inertia <= np.median([float(cluster.inertia(s, z)) for s in single]) + 1e-3
