@@ -249,9 +249,20 @@ def run(dataset: Dataset, config: config_lib.DCANConfig, args: argparse.Namespac
     return payload
 
 
-def main(load: LoadFn, description: str, default_config: str, argv=None) -> dict:
-    """Parse options, load the data with `load(args)` and run the experiment."""
+def main(
+    load: LoadFn,
+    description: str,
+    default_config: str,
+    argv=None,
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> dict:
+    """Parse options, load the data with `load(args)` and run the experiment.
+
+    `add_arguments`, when given, adds an experiment's own options to the parser.
+    """
     parser = build_parser(description, default_config)
+    if add_arguments is not None:
+        add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     _select_device(args.device)
