@@ -28,7 +28,7 @@ from dcan_jax.config import get_config
 from dcan_jax.data import DataNotFoundError, cache, load_newsgroups, load_reuters10k, text
 from dcan_jax.data import newsgroups as newsgroups_lib
 from dcan_jax.data import reuters as reuters_lib
-from experiments import common
+from experiments import common, kmeans_text
 from experiments import newsgroups as newsgroups_experiment
 from experiments import reuters10k as reuters_experiment
 
@@ -729,3 +729,18 @@ def test_reuters_experiment_missing_data(tmp_path, capsys):
         )
     assert info.value.code == 2
     assert "Reuters-10k (tokens) not found" in capsys.readouterr().err
+
+
+def test_kmeans_reference_scores_splits(tmp_path):
+    write_cai_mat(tmp_path / "20newsgroups", n_documents=90)
+    out = tmp_path / "kmeans"
+    payload = kmeans_text.main(
+        ["newsgroups", "--data-dir", str(tmp_path), "--seeds", "2", "--out", str(out)]
+    )
+    assert payload["seeds"] == [0, 1]
+    assert payload["n_clusters"] == 4
+    assert (out / "results.json").is_file()
+    # The four classes use disjoint word blocks, so k-means recovers them.
+    for split in ("train", "test"):
+        assert len(payload["scores"][split]) == 2
+        assert payload["summary"][split]["acc"]["mean"] > 0.9
