@@ -15,8 +15,8 @@ backend. Weights are never downloaded unless `download=True` is passed.
 
 ResNet-18: Keras applications has no ResNet-18. KerasHub (`keras-hub` on PyPI)
 ships an ImageNet ResNet-18 preset (`resnet_18_imagenet`), but version 0.32
-requires Python >= 3.11 and, on Linux, `tensorflow-text` and with it all of
-TensorFlow, which this project avoids. flaxmodels was last released in 2023
+requires Python >= 3.11 and, except on Windows, `tensorflow-text` and with it
+all of TensorFlow, which this project avoids. flaxmodels was last released in 2023
 (0.1.3), and jax-resnet in 2021 (0.0.4, its weights loader needs PyTorch). So
 only ResNet-50 is provided.
 """
@@ -136,10 +136,10 @@ def _imagenet_weights_path(download: bool) -> pathlib.Path:
     if not path.is_file():
         if not download:
             raise WeightsNotFoundError(
-                f"The ImageNet ResNet-50 weights {RESNET50_WEIGHTS_FILE} are not in "
-                f"{str(path.parent)!r}. On a machine with internet, pass download=True "
-                f"(--download), or download {RESNET50_WEIGHTS_URL} and put it in that folder "
-                "(or in $KERAS_HOME/models), or pass its path as weights (--weights PATH)."
+                f"ImageNet ResNet-50 weights file {RESNET50_WEIGHTS_FILE} not found in "
+                f"{str(path.parent)!r} ($KERAS_HOME/models, default ~/.keras/models). "
+                f"Download {RESNET50_WEIGHTS_URL} into that folder, pass its path as weights "
+                "(--weights PATH), or pass download=True (--download) on a machine with internet."
             )
         keras = _import_keras()
         keras.utils.get_file(

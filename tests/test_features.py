@@ -10,12 +10,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import pickle
 
 import jax
 import numpy as np
 import pytest
 
 from dcan_jax import features
+from dcan_jax.data import cifar
 from dcan_jax.data.cifar import ImageDataset
 
 
@@ -219,6 +221,25 @@ def test_image_features_dataset(extractor, images, tmp_path):
     assert len(list(tmp_path.glob("toy-test-resnet50-*.npz"))) == 1
 
 
+def test_load_cifar10_features(extractor, tmp_path):
+    folder = tmp_path / "data" / "cifar10" / cifar.PICKLE_FOLDER
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in (*cifar.TRAIN_BATCHES, cifar.TEST_BATCH):
+        rows = rng.integers(0, 256, (2, 3072), dtype=np.uint8)
+        (folder / name).write_bytes(pickle.dumps({b"data": rows, b"labels": [0, 1]}))
+
+    dataset = cifar.load_cifar10(
+        extractor, tmp_path / "data", cache_dir=tmp_path / "cache", progress=False
+    )
+
+    assert dataset.name == "cifar10"
+    assert dataset.x_train.shape == (10, 2048)
+    assert dataset.x_test.shape == (2, 2048)
+    np.testing.assert_array_equal(dataset.y_train, [0, 1] * 5)
+    assert dataset.source.endswith(f"python batches in {folder}")
+
+
 def test_default_cache_dir(monkeypatch, tmp_path):
     monkeypatch.setenv(features.CACHE_DIR_ENV, str(tmp_path / "mine"))
     assert features.default_cache_dir() == tmp_path / "mine"
@@ -240,7 +261,7 @@ def test_imagenet_weights_missing_offline(tmp_path, monkeypatch):
 
     with pytest.raises(
         features.WeightsNotFoundError,
-        match=r"resnet50_weights_tf_dim_ordering_tf_kernels_notop\.h5 are not in "
+        match=r"resnet50_weights_tf_dim_ordering_tf_kernels_notop\.h5 not found in "
         r".*keras/models.*--download",
     ):
         features.resnet50_extractor("imagenet", image_size=32)
