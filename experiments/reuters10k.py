@@ -30,10 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="scikit-learn data home; defaults to $SCIKIT_LEARN_DATA or ~/scikit_learn_data",
     )
     parser.add_argument(
-        "--cache-dir",
+        "--reuters-cache-dir",
         default=None,
-        help="folder where the matrix built from tokens or RCV1 is kept and reused; "
-        "built again on every run when not given",
+        help="folder where the Reuters-10k matrix built from tokens or RCV1 is kept and "
+        "reused; built again on every run when not given",
     )
     parser.add_argument(
         "--allow-pickle",
@@ -48,7 +48,7 @@ def load(args: argparse.Namespace) -> Dataset:
         args.data_dir,
         source=args.reuters_source,
         sklearn_data_home=args.sklearn_data_home,
-        cache_dir=args.cache_dir,
+        cache_dir=args.reuters_cache_dir,
         allow_pickle=args.allow_pickle,
     )
 

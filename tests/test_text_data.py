@@ -706,9 +706,17 @@ def test_reuters_experiment_options(tmp_path):
     parser = common.build_parser("test", "paper_reuters10k")
     reuters_experiment.add_arguments(parser)
     args = parser.parse_args(
-        ["--data-dir", str(tmp_path), "--reuters-source", "tokens", "--cache-dir", str(tmp_path)]
+        [
+            "--data-dir",
+            str(tmp_path),
+            "--reuters-source",
+            "tokens",
+            "--reuters-cache-dir",
+            str(tmp_path / "cache"),
+        ]
     )
     assert (args.reuters_source, args.allow_pickle) == ("tokens", False)
+    assert args.reuters_cache_dir == str(tmp_path / "cache")
     with pytest.raises(ValueError, match="n_documents=10000 is more than"):
         reuters_experiment.load(args)
     assert get_config(args.config).n_clusters == 4

@@ -441,11 +441,12 @@ def load_reuters10k(
         "cache_dir": cache_dir,
     }
     if chosen == "prebuilt":
+        # load_array_file has already run check_features on the prebuilt file.
         path = files["prebuilt"][0]
         x, y = _read_prebuilt(path, allow_pickle)
         description = f"prebuilt {path}"
     else:
         x, y, description = _build_cached(chosen, folder, options)
-    x = check_features(x, f"Reuters-10k from {description}")
+        x = check_features(x, f"Reuters-10k from {description}")
     logger.info("Data: reuters10k %d x %d from %s", *x.shape, description)
     return Dataset(name="reuters10k", x_train=x, y_train=y, source=description)

@@ -32,7 +32,7 @@ def _check_numeric(x, source: str) -> None:
         )
     raise TypeError(
         f"{source} has non-numeric values (dtype {x.dtype}); features must be numbers. "
-        "Encode or drop text columns before loading."
+        "Encode or drop non-numeric columns before loading."
     )
 
 
