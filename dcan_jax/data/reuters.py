@@ -287,6 +287,8 @@ def build_from_sklearn(
     roots = roots.toarray() > 0
     ids = np.asarray(rcv1.sample_id, np.int64)
     keep = np.flatnonzero(roots.sum(axis=1) == 1)
+    # NOTE: this matches the token route's draw only if the LYRL2004 files list
+    # documents by increasing id, which the fixtures do but no real copy has checked.
     keep = keep[np.lexsort((ids[keep], ids[keep] <= LAST_TRAIN_ID))]
     features = scipy.sparse.csr_matrix(rcv1.data)[keep]
     document_frequency = np.bincount(features.indices, minlength=features.shape[1])
