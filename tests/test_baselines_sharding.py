@@ -1,0 +1,102 @@
+"""The sharded run path: runs split over 4 host devices match a single-device run.
+
+A subprocess starts JAX with `--xla_force_host_platform_device_count=4`, so the
+run axis is sharded over four CPU devices, and runs the same program on a mesh of
+one device for comparison.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+
+    import jax
+    import numpy as np
+
+    from dcan_jax import baselines, get_config
+    from dcan_jax.data import load_image_dataset
+
+    data_dir, out_path = sys.argv[1], sys.argv[2]
+    x = load_image_dataset("mnist", data_dir=data_dir).subset(600).x_train
+    network = get_config(
+        "default",
+        encoder_widths=(32, 10),
+        pretrain_epochs=2,
+        pretrain_batch_size=64,
+        n_steps=20,
+        batch_size=32,
+        cluster_sample_size=64,
+        init_cluster_sample_size=200,
+        init_cluster_iters=1,
+    )
+    config = baselines.BaselineConfig(network=network, kmeans_restarts=2, kmeans_iters=5)
+    # 3 seeds x 2 values = 6 runs, padded to 8 on four devices.
+    options = dict(seeds=[0, 1, 2], grid={"cluster_weight": [0.0, 0.1]})
+    sharded = baselines.run_method("abc", x, config, **options)
+    single = baselines.run_method("abc", x, config, devices=jax.devices()[:1], **options)
+    arrays = {"n_visible_devices": np.array(len(jax.devices()))}
+    for name, result in (("sharded", sharded), ("single", single)):
+        arrays[f"{name}_labels"] = result.labels
+        arrays[f"{name}_devices"] = np.array(result.n_devices)
+        arrays[f"{name}_weights"] = result.hyperparameters["cluster_weight"]
+        for key, values in result.history.items():
+            arrays[f"{name}_history_{key}"] = values
+    np.savez(out_path, **arrays)
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def sharded_run(real_data_dir, tmp_path_factory):
+    out_path = tmp_path_factory.mktemp("sharding") / "runs.npz"
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        "JAX_PLATFORMS": "cpu",
+    }
+    completed = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(real_data_dir), str(out_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return dict(np.load(out_path))
+
+
+def test_sharded_run_uses_four_devices(sharded_run):
+    assert int(sharded_run["n_visible_devices"]) == 4
+    assert int(sharded_run["sharded_devices"]) == 4
+    assert int(sharded_run["single_devices"]) == 1
+
+
+def test_padding_runs_are_dropped(sharded_run):
+    assert sharded_run["sharded_labels"].shape == (6, 600)
+    np.testing.assert_allclose(sharded_run["sharded_weights"], [0.0, 0.1] * 3)
+
+
+def test_sharded_labels_match_single_device(sharded_run):
+    np.testing.assert_array_equal(sharded_run["sharded_labels"], sharded_run["single_labels"])
+
+
+def test_sharded_history_matches_single_device(sharded_run):
+    names = [key[len("sharded_history_") :] for key in sharded_run if "sharded_history_" in key]
+    assert "reconstruction_loss" in names
+    for name in names:
+        np.testing.assert_allclose(
+            sharded_run[f"sharded_history_{name}"],
+            sharded_run[f"single_history_{name}"],
+            rtol=1e-5,
+            atol=1e-7,
+            err_msg=name,
+        )
