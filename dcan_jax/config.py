@@ -29,7 +29,10 @@ class DCANConfig:
         is one logit.
       decoder_widths: widths of the decoder's hidden layers; the output size is the
         input size. `None` mirrors the encoder.
-      activation: hidden-layer activation of all three networks.
+      activation: hidden-layer activation of the encoder and decoder.
+      discriminator_activation: hidden-layer activation of the discriminator.
+        tanh saturates, so the discriminator cannot grow without bound far from
+        the data, where an encoder could otherwise chase it.
       latent_activation: activation of the encoder's output layer.
       decoder_output_activation: activation of the decoder's output layer.
       n_steps: number of DCAN training steps.
@@ -43,6 +46,8 @@ class DCANConfig:
         deviation; 1.0 draws from the cluster's own Gaussian.
       condition_discriminator: whether the discriminator also receives the one-hot
         assigned cluster.
+      whiten_discriminator_input: whether the discriminator sees each point
+        standardised by its assigned cluster's mean and standard deviation.
       encoder_loss: "saturating" descends log(1 - D(E(x))) as written in the
         objective; "non_saturating" descends -log D(E(x)).
       reconstruction_weight: weight of the decoder's mean squared error in the
@@ -71,6 +76,7 @@ class DCANConfig:
     discriminator_widths: tuple[int, ...] = (16,)
     decoder_widths: tuple[int, ...] | None = None
     activation: str = "tanh"
+    discriminator_activation: str = "tanh"
     latent_activation: str = "linear"
     decoder_output_activation: str = "sigmoid"
     n_steps: int = 500
@@ -81,6 +87,7 @@ class DCANConfig:
     covariance_reg: float = 1e-4
     positive_scale: float = 1.0
     condition_discriminator: bool = False
+    whiten_discriminator_input: bool = False
     encoder_loss: str = "saturating"
     reconstruction_weight: float = 0.0
     adversarial_weight: float = 1.0
@@ -167,7 +174,12 @@ def _validate(config: DCANConfig) -> None:
     _check_positive_ints("discriminator_widths", config.discriminator_widths, allow_empty=True)
     if config.decoder_widths is not None:
         _check_positive_ints("decoder_widths", config.decoder_widths, allow_empty=True)
-    for name in ("activation", "latent_activation", "decoder_output_activation"):
+    for name in (
+        "activation",
+        "discriminator_activation",
+        "latent_activation",
+        "decoder_output_activation",
+    ):
         _check_choice(name, getattr(config, name), ACTIVATIONS)
     _check_choice("cluster_method", config.cluster_method, CLUSTER_METHODS)
     _check_choice("encoder_loss", config.encoder_loss, ENCODER_LOSSES)

@@ -52,7 +52,7 @@ def _decoder(config: DCANConfig, n_features: int) -> MLP:
 
 def _discriminator(config: DCANConfig) -> MLP:
     # The output is a logit; the sigmoid lives in the losses for numerical stability.
-    return MLP((*config.discriminator_widths, 1), config.activation, "linear")
+    return MLP((*config.discriminator_widths, 1), config.discriminator_activation, "linear")
 
 
 def discriminator_input_size(config: DCANConfig) -> int:

@@ -137,16 +137,39 @@ def create_train_state(key: jax.Array, config: DCANConfig, x: jax.Array) -> Trai
     return init_clustering(state, x, cluster_key)
 
 
-def _discriminator_objective(params, config, positives, encoded, assignments):
-    positive_logits = nets.apply_discriminator(params, positives, config, assignments)
-    encoded_logits = nets.apply_discriminator(params, encoded, config, assignments)
+def discriminate(
+    params: dict,
+    z: jax.Array,
+    cluster: clustering.ClusterState,
+    assignments: jax.Array,
+    config: DCANConfig,
+) -> jax.Array:
+    """Return discriminator logits for latent points `z` assigned to `assignments`.
+
+    With `config.whiten_discriminator_input`, each point is first standardised by
+    its assigned cluster's mean and standard deviation (held constant for the
+    gradient), so the discriminator compares shapes of clusters at unit scale,
+    whatever the scale of the latent space.
+    """
+    if config.whiten_discriminator_input:
+        means = jax.lax.stop_gradient(cluster.means[assignments])
+        scales = jax.lax.stop_gradient(jnp.sqrt(cluster.variances[assignments]))
+        z = (z - means) / scales
+    return nets.apply_discriminator(params, z, config, assignments)
+
+
+def _discriminator_objective(params, config, cluster, positives, encoded, assignments):
+    positive_logits = discriminate(params, positives, cluster, assignments, config)
+    encoded_logits = discriminate(params, encoded, cluster, assignments, config)
     loss = losses.discriminator_loss(positive_logits, encoded_logits)
     return loss, (jax.nn.sigmoid(positive_logits), jax.nn.sigmoid(encoded_logits))
 
 
-def _encoder_objective(autoencoder_params, discriminator_params, config, batch, assignments):
+def _encoder_objective(
+    autoencoder_params, discriminator_params, config, cluster, batch, assignments
+):
     z = nets.apply_encoder(autoencoder_params["encoder"], batch, config)
-    logits = nets.apply_discriminator(discriminator_params, z, config, assignments)
+    logits = discriminate(discriminator_params, z, cluster, assignments, config)
     adversarial = losses.encoder_adversarial_loss(logits, config.encoder_loss)
     if config.reconstruction_weight > 0:
         reconstruction = nets.apply_decoder(autoencoder_params["decoder"], z, config)
@@ -162,7 +185,7 @@ def discriminator_update(state: TrainState, positives, encoded, assignments):
     _, discriminator_tx = make_optimizers(state.config)
     (loss, (d_positive, d_encoded)), grads = jax.value_and_grad(
         _discriminator_objective, has_aux=True
-    )(state.discriminator_params, state.config, positives, encoded, assignments)
+    )(state.discriminator_params, state.config, state.cluster, positives, encoded, assignments)
     updates, opt_state = discriminator_tx.update(
         grads, state.discriminator_opt_state, state.discriminator_params
     )
@@ -181,7 +204,7 @@ def encoder_update(state: TrainState, batch, assignments):
     encoder_tx, _ = make_optimizers(state.config)
     params = state.autoencoder_params
     (_, (adversarial, recon)), grads = jax.value_and_grad(_encoder_objective, has_aux=True)(
-        params, state.discriminator_params, state.config, batch, assignments
+        params, state.discriminator_params, state.config, state.cluster, batch, assignments
     )
     updates, opt_state = encoder_tx.update(grads, state.encoder_opt_state, params)
     params = optax.apply_updates(params, updates)

@@ -189,7 +189,10 @@ def compiled_phases(config: DCANConfig) -> dict[str, Callable]:
     return {
         "init": jax.jit(seeds(functools.partial(init_run, config=config))),
         "init_pretrained": jax.jit(
-            jax.vmap(functools.partial(init_run, config=config), in_axes=(0, None, 0))
+            jax.vmap(
+                lambda key, x, pretrained: init_run(key, x, config, pretrained),
+                in_axes=(0, None, 0),
+            )
         ),
         "steps": jax.jit(_run_steps_over_seeds, static_argnums=2),
         "refine": jax.jit(seeds(refine_clustering)),

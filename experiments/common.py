@@ -28,6 +28,7 @@ import numpy as np
 from dcan_jax import config as config_lib
 from dcan_jax import metrics, train
 from dcan_jax.data import Dataset
+from experiments import pretraining
 
 logger = logging.getLogger("experiments")
 
@@ -82,6 +83,11 @@ def build_parser(description: str, default_config: str) -> argparse.ArgumentPars
         "--out",
         default=None,
         help="output directory; defaults to runs/<dataset>-<config>-<timestamp>",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        default="runs/cache",
+        help="folder where pretrained autoencoders are cached per seed and reused",
     )
     parser.add_argument(
         "--device",
@@ -145,6 +151,34 @@ def evaluate_result(result: train.FitResult, dataset: Dataset) -> dict[str, Any]
     if dataset.x_test is not None and dataset.y_test is not None:
         scores["test"] = _evaluate_split(result.state, dataset.x_test, dataset.y_test)
     return scores
+
+
+class CurveRecorder:
+    """Scores a fixed labelled sample after every chunk, for training curves.
+
+    The scores are for plots only; nothing in training reads them.
+    """
+
+    def __init__(self, dataset: Dataset, max_points: int = 10_000, seed: int = 0):
+        rows = np.random.default_rng(seed).permutation(dataset.x_train.shape[0])[:max_points]
+        self.x = dataset.x_train[np.sort(rows)]
+        self.y = dataset.y_train[np.sort(rows)]
+        self.curves: dict[str, list] = {"step": [], "acc": [], "nmi": []}
+
+    def record(self, state, step: int) -> None:
+        labels = train.predict(state, self.x)
+        self.curves["step"].append(step)
+        self.curves["acc"].append([metrics.cluster_accuracy(self.y, p) for p in labels])
+        self.curves["nmi"].append([metrics.normalized_mutual_info(self.y, p) for p in labels])
+
+    def record_start(self, state) -> None:
+        """Score the state before the first step and put it first."""
+        self.record(state, 0)
+        for values in self.curves.values():
+            values.insert(0, values.pop())
+
+    def __call__(self, state, chunk: dict[str, np.ndarray]) -> None:
+        self.record(state, int(np.asarray(state.step).reshape(-1)[0]))
 
 
 def format_table(scores: dict[str, list[dict[str, float]]], seeds: Sequence[int]) -> str:
@@ -213,8 +247,21 @@ def run(dataset: Dataset, config: config_lib.DCANConfig, args: argparse.Namespac
         jax.devices()[0].platform,
     )
 
+    recorder = CurveRecorder(dataset) if dataset.y_train is not None else None
     start = time.perf_counter()
-    result = train.fit(dataset.x_train, config, seeds, log_fn=_log_progress)
+    pretrained = None
+    if config.pretrain_epochs > 0:
+        pretrained = pretraining.pretrained_autoencoders(dataset, config, seeds, args.cache_dir)
+    result = train.fit(
+        dataset.x_train,
+        config,
+        seeds,
+        log_fn=_log_progress,
+        on_chunk=recorder,
+        pretrained=pretrained,
+    )
+    if recorder is not None:
+        recorder.record_start(result.initial_state)
     scores = evaluate_result(result, dataset)
     wall_seconds = time.perf_counter() - start
 
@@ -228,6 +275,7 @@ def run(dataset: Dataset, config: config_lib.DCANConfig, args: argparse.Namespac
         "config": config.to_dict(),
         "seeds": list(seeds),
         "scores": scores,
+        "curves": recorder.curves if recorder is not None else {},
         "summary": {
             split: {name: summarize([s[name] for s in per_seed]) for name in per_seed[0]}
             for split, per_seed in scores.items()
