@@ -677,7 +677,6 @@ def _fit_command(args: argparse.Namespace) -> int:
     recorder = RunRecorder(
         out, model, x, y_true, run_info, every, seeds, writers, start_step, config.n_steps
     )
-    reporter = ProgressReporter(config.n_steps, start_step)
     logger.info(
         "Training on %d x %d from %s: %d clusters, seeds %s, %d steps; run directory %s",
         *x.shape,
@@ -687,6 +686,8 @@ def _fit_command(args: argparse.Namespace) -> int:
         config.n_steps,
         out,
     )
+    # Created after the last log line, which would otherwise break the bar's line.
+    reporter = ProgressReporter(config.n_steps, start_step)
     started = time.perf_counter()
     try:
         model.fit_with_callbacks(

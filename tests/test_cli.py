@@ -20,6 +20,9 @@ import pytest
 from dcan_jax import DCAN, checkpoint, cli, metrics
 from dcan_jax.progress import ProgressReporter
 
+# The digits' border pixels are constant, which the loader reports on every read.
+pytestmark = pytest.mark.filterwarnings("ignore::dcan_jax.data.ConstantFeatureWarning")
+
 # The console script installed beside this Python, which need not be on PATH.
 SCRIPT = os.path.join(os.path.dirname(sys.executable), "dcan-jax")
 
@@ -283,6 +286,7 @@ def _bad_fit(files, tmp_path, *options):
         (["--seeds", "0"], "--seeds 0 should be >= 1"),
         (["--checkpoint-every", "0"], "--checkpoint-every 0 should be >= 1"),
         (["--resume"], "--resume: "),
+        (["--device", "tpu"], "--device tpu: JAX finds no tpu device"),
     ],
 )
 def test_fit_rejects_bad_options(files, tmp_path, capsys, options, message):

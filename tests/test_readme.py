@@ -15,6 +15,9 @@ import pytest
 from dcan_jax import DCAN, get_config
 from dcan_jax import config as config_lib
 
+# The digits' border pixels are constant, which the loader reports on every read.
+pytestmark = pytest.mark.filterwarnings("ignore::dcan_jax.data.ConstantFeatureWarning")
+
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 SCRIPT = os.path.join(os.path.dirname(sys.executable), "dcan-jax")
 
