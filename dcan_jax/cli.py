@@ -35,7 +35,7 @@ import numpy as np
 
 from dcan_jax import checkpoint, plots
 from dcan_jax import metrics as metrics_lib
-from dcan_jax.config import DCANConfig, config_names, get_config, load_config_file
+from dcan_jax.config import DCANConfig, config_names, get_config
 from dcan_jax.data.files import Y_KEYS, load_array_file
 from dcan_jax.data.validation import check_labels
 from dcan_jax.estimator import DCAN, SCALINGS, SELECTIONS, apply_overrides, predict_all
@@ -293,10 +293,30 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     return overrides
 
 
+def read_config_file(path: str) -> DCANConfig:
+    """Read a JSON object of config fields, applied to the 'paper' settings.
+
+    Keys and value types are checked as for --set, so a wrong type is reported
+    with the field's expected type.
+    """
+    try:
+        values = json.loads(pathlib.Path(path).read_text())
+    except OSError as error:
+        raise UsageError(f"Cannot read config file {path!r}: {error.strerror}.") from error
+    except json.JSONDecodeError as error:
+        raise UsageError(f"Config file {path!r} is not valid JSON: {error}.") from error
+    if not isinstance(values, dict):
+        raise UsageError(
+            f"Config file {path!r} should contain a JSON object of config fields, e.g. "
+            '{"n_steps": 500}, not a JSON ' + type(values).__name__ + "."
+        )
+    return apply_overrides(get_config("paper"), values)
+
+
 def resolve_config(args: argparse.Namespace) -> DCANConfig:
     """Build the config from --config, --set and --n-clusters."""
     if args.config.endswith(".json") or os.path.sep in args.config:
-        base = load_config_file(args.config)
+        base = read_config_file(args.config)
     else:
         base = get_config(args.config)
     overrides = parse_overrides(args.set)

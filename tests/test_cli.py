@@ -298,11 +298,22 @@ def test_fit_rejects_bad_options(files, tmp_path, capsys, options, message):
 
 def test_fit_rejects_bad_files(files, tmp_path, capsys):
     (tmp_path / "config.json").write_text("{not json")
+    (tmp_path / "typed.json").write_text('{"learning_rate": "fast"}')
+    (tmp_path / "keys.json").write_text('{"n_step": 5}')
+    (tmp_path / "list.json").write_text("[1, 2]")
     (tmp_path / "broken.npy").write_bytes(b"\x93NUMPY garbage")
     (tmp_path / "x.parquet").write_bytes(b"")
     np.save(tmp_path / "short.npy", np.zeros(299, np.int64))
     cases = [
         (_bad_fit(files, tmp_path, "--config", tmp_path / "config.json"), "is not valid JSON"),
+        (
+            _bad_fit(files, tmp_path, "--config", tmp_path / "typed.json"),
+            "learning_rate='fast' has type str, but it should be float",
+        ),
+        (_bad_fit(files, tmp_path, "--config", tmp_path / "keys.json"), "keys ['n_step']"),
+        (_bad_fit(files, tmp_path, "--config", tmp_path / "list.json"), "not a JSON list"),
+        (_bad_fit(files, tmp_path, "--config", tmp_path / "none.json"), "Cannot read config"),
+        (["plot", tmp_path], "has no run.json"),
         (["fit", tmp_path / "missing.npz"], "No file at"),
         (["fit", tmp_path / "broken.npy"], "corrupt or truncated"),
         (["fit", tmp_path / "x.parquet"], "unsupported suffix '.parquet'"),
