@@ -14,6 +14,7 @@ from typing import Any
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
 CLUSTER_METHODS = ("kmeans", "gmm")
 ENCODER_LOSSES = ("saturating", "non_saturating")
+DISCRIMINATOR_INPUTS = ("raw", "cluster", "total")
 OPTIMIZERS = ("sgd", "adam")
 
 
@@ -46,8 +47,10 @@ class DCANConfig:
         deviation; 1.0 draws from the cluster's own Gaussian.
       condition_discriminator: whether the discriminator also receives the one-hot
         assigned cluster.
-      whiten_discriminator_input: whether the discriminator sees each point
-        standardised by its assigned cluster's mean and standard deviation.
+      discriminator_input: "raw" feeds latent points to the discriminator as
+        they are; "cluster" standardises each by its assigned cluster's mean and
+        standard deviation; "total" centres it on the assigned cluster's mean and
+        divides by the latent space's total standard deviation.
       encoder_loss: "saturating" descends log(1 - D(E(x))) as written in the
         objective; "non_saturating" descends -log D(E(x)).
       reconstruction_weight: weight of the decoder's mean squared error in the
@@ -87,7 +90,7 @@ class DCANConfig:
     covariance_reg: float = 1e-4
     positive_scale: float = 1.0
     condition_discriminator: bool = False
-    whiten_discriminator_input: bool = False
+    discriminator_input: str = "raw"
     encoder_loss: str = "saturating"
     reconstruction_weight: float = 0.0
     adversarial_weight: float = 1.0
@@ -183,6 +186,7 @@ def _validate(config: DCANConfig) -> None:
         _check_choice(name, getattr(config, name), ACTIVATIONS)
     _check_choice("cluster_method", config.cluster_method, CLUSTER_METHODS)
     _check_choice("encoder_loss", config.encoder_loss, ENCODER_LOSSES)
+    _check_choice("discriminator_input", config.discriminator_input, DISCRIMINATOR_INPUTS)
     _check_choice("optimizer", config.optimizer, OPTIMIZERS)
     if not 0.0 <= config.cluster_momentum < 1.0:
         raise ValueError(f"cluster_momentum={config.cluster_momentum} should be in [0, 1).")

@@ -137,6 +137,17 @@ def create_train_state(key: jax.Array, config: DCANConfig, x: jax.Array) -> Trai
     return init_clustering(state, x, cluster_key)
 
 
+def total_variance(cluster: clustering.ClusterState) -> jax.Array:
+    """Return the latent space's total variance per dimension implied by the mixture.
+
+    It is `sum_k w_k (var_k + (mean_k - m)**2)` with `m` the mixture mean, shape
+    `(latent_size,)`.
+    """
+    weights = cluster.weights[:, None]
+    centre = jnp.sum(weights * cluster.means, axis=0)
+    return jnp.sum(weights * (cluster.variances + (cluster.means - centre) ** 2), axis=0)
+
+
 def discriminate(
     params: dict,
     z: jax.Array,
@@ -146,16 +157,23 @@ def discriminate(
 ) -> jax.Array:
     """Return discriminator logits for latent points `z` assigned to `assignments`.
 
-    With `config.whiten_discriminator_input`, each point is first standardised by
-    its assigned cluster's mean and standard deviation (held constant for the
-    gradient), so the discriminator compares shapes of clusters at unit scale,
-    whatever the scale of the latent space.
+    `config.discriminator_input` sets what the discriminator sees: "raw" gives it
+    `z`; "cluster" gives `(z - mean_k) / std_k` for the assigned cluster `k`;
+    "total" gives `(z - mean_k) / std` with the latent space's total standard
+    deviation. The statistics are held constant for the gradient. With "total",
+    rescaling the whole latent space changes nothing the discriminator sees, so
+    the encoder can fool it only by making clusters compact relative to the
+    spread of the whole space, which is what k-means rewards.
     """
-    if config.whiten_discriminator_input:
-        means = jax.lax.stop_gradient(cluster.means[assignments])
-        scales = jax.lax.stop_gradient(jnp.sqrt(cluster.variances[assignments]))
-        z = (z - means) / scales
-    return nets.apply_discriminator(params, z, config, assignments)
+    if config.discriminator_input == "raw":
+        return nets.apply_discriminator(params, z, config, assignments)
+    if config.discriminator_input == "cluster":
+        variances = cluster.variances[assignments]
+    else:
+        variances = total_variance(cluster)[None]
+    means = jax.lax.stop_gradient(cluster.means[assignments])
+    scales = jax.lax.stop_gradient(jnp.sqrt(variances))
+    return nets.apply_discriminator(params, (z - means) / scales, config, assignments)
 
 
 def _discriminator_objective(params, config, cluster, positives, encoded, assignments):

@@ -90,3 +90,30 @@ def test_gmm_and_conditioned_variant_run():
     for _ in range(3):
         state, metrics = step.train_step(state, x[:16], x[:64])
     assert all(np.isfinite(float(v)) for v in metrics.values())
+
+
+def test_discriminator_input_total_is_scale_free():
+    config = get_config("paper", n_clusters=3, encoder_widths=(16, 8), discriminator_input="total")
+    x = jax.random.uniform(jax.random.key(0), (300, 20))
+    state = step.create_train_state(jax.random.key(1), config, x)
+    z = jax.random.normal(jax.random.key(2), (10, 8))
+    assignments = jnp.arange(10) % 3
+    logits = step.discriminate(state.discriminator_params, z, state.cluster, assignments, config)
+    # Scaling latent points and cluster statistics together leaves the logits as they are.
+    scaled = state.cluster._replace(
+        means=5.0 * state.cluster.means, variances=25.0 * state.cluster.variances
+    )
+    scaled_logits = step.discriminate(
+        state.discriminator_params, 5.0 * z, scaled, assignments, config
+    )
+    np.testing.assert_allclose(logits, scaled_logits, rtol=1e-4, atol=1e-5)
+
+
+def test_total_variance_of_two_clusters():
+    cluster = step.clustering.ClusterState(
+        means=jnp.array([[-1.0], [1.0]]),
+        variances=jnp.array([[0.5], [0.5]]),
+        weights=jnp.array([0.5, 0.5]),
+    )
+    # Within-cluster 0.5 plus between-cluster 1.0.
+    np.testing.assert_allclose(step.total_variance(cluster), [1.5], rtol=1e-6)

@@ -116,3 +116,30 @@ def test_paper_run_on_real_digits_end_to_end(embedded_digits):
     # A 10-cluster partition of real digits is far better than chance (0.1).
     assert scores["acc"] > 0.25
     assert 0.0 < scores["nmi"] <= 1.0
+
+
+def test_pretrained_parameters_replace_pretraining(embedded_digits):
+    x = embedded_digits[0][:600]
+    config = get_config(
+        "default",
+        encoder_widths=(32, 5),
+        pretrain_epochs=1,
+        pretrain_batch_size=100,
+        n_steps=2,
+        log_every=2,
+        batch_size=32,
+        cluster_sample_size=64,
+        init_cluster_sample_size=300,
+    )
+    first = train.fit(x, config, seeds=(0, 1))
+    pretrained = first.initial_state.autoencoder_params
+    second = train.fit(x, config, seeds=(0, 1), pretrained=pretrained)
+    for a, b in zip(
+        _leaves(first.initial_state.encoder_params),
+        _leaves(second.initial_state.encoder_params),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(
+        first.state.cluster.means, second.state.cluster.means, rtol=1e-5, atol=1e-5
+    )
