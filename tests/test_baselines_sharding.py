@@ -1,13 +1,16 @@
-"""The sharded run path: runs split over 4 host devices match a single-device run.
+"""The sharded run path: runs split over several devices match a single-device run.
 
-A subprocess starts JAX with `--xla_force_host_platform_device_count=4`, so the
+One subprocess starts JAX with `--xla_force_host_platform_device_count=4`, so the
 run axis is sharded over four CPU devices, and runs the same program on a mesh of
-one device for comparison.
+one device for comparison. Two more subprocesses join through
+`jax.distributed.initialize` on the loopback interface, with two CPU devices
+each, and must both return the k-means labels of a single-device run.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -43,7 +46,11 @@ SCRIPT = textwrap.dedent(
     options = dict(seeds=[0, 1, 2], grid={"cluster_weight": [0.0, 0.1]})
     sharded = baselines.run_method("abc", x, config, **options)
     single = baselines.run_method("abc", x, config, devices=jax.devices()[:1], **options)
-    arrays = {"n_visible_devices": np.array(len(jax.devices()))}
+    kmeans_config = baselines.BaselineConfig(kmeans_restarts=2, kmeans_iters=5)
+    kmeans = baselines.run_method(
+        "kmeans", x, kmeans_config, seeds=[0, 1, 2], devices=jax.devices()[:1]
+    )
+    arrays = {"n_visible_devices": np.array(len(jax.devices())), "kmeans": kmeans.labels}
     for name, result in (("sharded", sharded), ("single", single)):
         arrays[f"{name}_labels"] = result.labels
         arrays[f"{name}_devices"] = np.array(result.n_devices)
@@ -100,3 +107,88 @@ def test_sharded_history_matches_single_device(sharded_run):
             atol=1e-7,
             err_msg=name,
         )
+
+
+WORKER = textwrap.dedent(
+    """
+    import sys
+
+    import jax
+    import numpy as np
+
+    process_id, port, data_dir, out_path = sys.argv[1:]
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=int(process_id))
+
+    from dcan_jax import baselines
+    from dcan_jax.data import load_image_dataset
+
+    x = load_image_dataset("mnist", data_dir=data_dir).subset(600).x_train
+    kmeans_config = baselines.BaselineConfig(kmeans_restarts=2, kmeans_iters=5)
+    kmeans = baselines.run_method("kmeans", x, kmeans_config, seeds=[0, 1, 2])
+    np.savez(
+        out_path,
+        n_processes=jax.process_count(),
+        n_devices=kmeans.n_devices,
+        kmeans=kmeans.labels,
+    )
+    """
+)
+
+
+def free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def two_process_runs(real_data_dir, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("processes")
+    port = str(free_loopback_port())
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        "JAX_PLATFORMS": "cpu",
+    }
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                WORKER,
+                str(i),
+                port,
+                str(real_data_dir),
+                str(folder / f"{i}.npz"),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    outputs = []
+    try:
+        for worker in workers:
+            output, _ = worker.communicate(timeout=300)
+            outputs.append(output)
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+    for worker, output in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, output[-3000:]
+    return [dict(np.load(folder / f"{i}.npz")) for i in range(2)]
+
+
+def test_two_processes_see_four_devices(two_process_runs):
+    for run in two_process_runs:
+        assert int(run["n_processes"]) == 2
+        assert int(run["n_devices"]) == 4
+
+
+def test_two_processes_match_single_device(two_process_runs, sharded_run):
+    for run in two_process_runs:
+        np.testing.assert_array_equal(run["kmeans"], sharded_run["kmeans"])

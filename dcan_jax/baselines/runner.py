@@ -1,11 +1,14 @@
 """Run many seeds and hyperparameter values of a method as one sharded program.
 
-`run_method` stacks one PRNG key per (seed, grid point) into a run axis, places
-that axis across all devices with a `NamedSharding` over a 1-D `Mesh` (the
-training matrix is replicated) and runs the method's pure run function under
-`jax.jit(jax.vmap(...))`. Grid values are traced arrays, not config fields, so a
-grid of equal-shaped runs compiles once. `run_dcan` gives DCAN itself, trained
-by `train.fit`, the same `RunResult`.
+`run_method` lays the runs, one per (seed, grid point), along a run axis. The
+seeds and grid values are placed across all devices with a `NamedSharding` over
+a 1-D `Mesh`, the training matrix is replicated, and the method's pure run
+function runs under `jax.jit(jax.vmap(...))`, making each run's key with
+`jax.random.key(seed)`. Grid values are traced arrays, not config fields, so a
+grid of equal-shaped runs compiles once. With several processes
+(`jax.distributed.initialize`), every process makes the same call and gets the
+whole result. `run_dcan` gives DCAN itself, trained by `train.fit`, the same
+`RunResult`.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from dcan_jax import train
@@ -28,6 +31,7 @@ from dcan_jax.baselines.config import BaselineConfig
 from dcan_jax.config import DCANConfig
 
 RUN_AXIS = "runs"
+MAX_SEED = np.iinfo(np.int32).max
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +53,13 @@ def _no_hyperparameters(config: BaselineConfig) -> dict[str, float]:
 def _run_with_pretraining(key, x, hyperparameters, config, *, run_from_start):
     start = autoencoder.pretrained_start(key, x, config)
     return run_from_start(start, key, x, hyperparameters, config)
+
+
+def _keyed(run: Callable, has_start: bool) -> Callable:
+    """Wrap `run` to take an int32 seed where it takes a key."""
+    if has_start:
+        return lambda start, seed, *args: run(start, jax.random.key(seed), *args)
+    return lambda seed, *args: run(jax.random.key(seed), *args)
 
 
 def _deep_method(name, run_from_start, default_hyperparameters) -> Method:
@@ -117,6 +128,9 @@ def _check_inputs(x: np.ndarray, config: BaselineConfig, seeds: Sequence[int]) -
     for seed in seeds:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise TypeError(f"seeds should be ints, got {seed!r} of type {type(seed).__name__}.")
+        # Seeds travel to the devices as int32 and become keys there.
+        if not 0 <= seed <= MAX_SEED:
+            raise ValueError(f"seed {seed} should be in [0, {MAX_SEED}].")
     train.validate_inputs(x, config.network)
 
 
@@ -146,9 +160,9 @@ def _grid_points(
 def _vmapped_program(method_name: str, config: BaselineConfig, from_start: bool) -> Callable:
     method = METHODS[method_name]
     if from_start:
-        run = functools.partial(method.run_from_start, config=config)
+        run = _keyed(functools.partial(method.run_from_start, config=config), has_start=True)
         return jax.jit(jax.vmap(run, in_axes=(0, 0, None, 0)))
-    run = functools.partial(method.run, config=config)
+    run = _keyed(functools.partial(method.run, config=config), has_start=False)
     return jax.jit(jax.vmap(run, in_axes=(0, None, 0)))
 
 
@@ -174,12 +188,33 @@ def _cache_key(name: str, config: BaselineConfig, mesh: Mesh, *args) -> tuple:
     return (name, config, shapes, str(tree), tuple(d.id for d in mesh.devices.flat))
 
 
+def _place(leaf, sharding: NamedSharding) -> jax.Array:
+    """Place a host or device array with `sharding`.
+
+    A sharding that spans other processes' devices cannot take `device_put`
+    of host data, so each process then fills its own shards from its copy.
+    """
+    if sharding.is_fully_addressable or isinstance(leaf, jax.Array):
+        return jax.device_put(leaf, sharding)
+    host = np.asarray(leaf)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
 def _shard_runs(tree, mesh: Mesh):
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec(RUN_AXIS)))
+    sharding = NamedSharding(mesh, PartitionSpec(RUN_AXIS))
+    return jax.tree.map(lambda leaf: _place(leaf, sharding), tree)
 
 
 def _replicate(x: np.ndarray, mesh: Mesh) -> jax.Array:
-    return jax.device_put(x, NamedSharding(mesh, PartitionSpec()))
+    return _place(x, NamedSharding(mesh, PartitionSpec()))
+
+
+def _to_host(tree):
+    """Copy a pytree of (possibly multi-process) arrays to NumPy on this process."""
+    leaves = jax.tree.leaves(tree)
+    if all(leaf.is_fully_addressable for leaf in leaves):
+        return jax.tree.map(np.asarray, tree)
+    return multihost_utils.process_allgather(tree, tiled=True)
 
 
 def _padded(items: list, n_devices: int) -> list:
@@ -187,8 +222,8 @@ def _padded(items: list, n_devices: int) -> list:
     return items + [items[-1]] * (-len(items) % n_devices)
 
 
-def _keys(seeds: Sequence[int]) -> jax.Array:
-    return jnp.stack([jax.random.key(int(seed)) for seed in seeds])
+def _seed_array(seeds: Sequence[int]) -> np.ndarray:
+    return np.array([int(seed) for seed in seeds], np.int32)
 
 
 def _same_start_settings(a: BaselineConfig, b: BaselineConfig) -> bool:
@@ -216,13 +251,13 @@ def pretrain(
     _check_inputs(x, config, seeds)
     mesh = make_mesh(devices)
     padded = _padded([int(seed) for seed in seeds], mesh.devices.size)
-    keys = _shard_runs(_keys(padded), mesh)
+    seed_array = _shard_runs(_seed_array(padded), mesh)
     x_replicated = _replicate(x, mesh)
     program = _pretrain_program(config)
-    cache_key = _cache_key("pretrain", config, mesh, keys, x_replicated)
-    executable, compile_seconds = _executable(program, cache_key, keys, x_replicated)
+    cache_key = _cache_key("pretrain", config, mesh, seed_array, x_replicated)
+    executable, compile_seconds = _executable(program, cache_key, seed_array, x_replicated)
     start = time.perf_counter()
-    output = jax.block_until_ready(executable(keys, x_replicated))
+    output = jax.block_until_ready(executable(seed_array, x_replicated))
     run_seconds = time.perf_counter() - start
     n_seeds = len(seeds)
     output = jax.tree.map(lambda leaf: leaf[:n_seeds], output)
@@ -231,7 +266,7 @@ def pretrain(
 
 @functools.lru_cache(maxsize=8)
 def _pretrain_program(config: BaselineConfig) -> Callable:
-    start = functools.partial(autoencoder.pretrained_start, config=config)
+    start = _keyed(functools.partial(autoencoder.pretrained_start, config=config), False)
     return jax.jit(jax.vmap(start, in_axes=(0, None)))
 
 
@@ -266,7 +301,8 @@ def run_method(
       method_name: one of `METHODS`.
       x: training inputs, shape `(n_samples, n_features)`, float.
       config: baseline settings.
-      seeds: integer seeds; a run of seed `s` uses `jax.random.key(s)`.
+      seeds: integer seeds in `[0, 2**31 - 1]`; a run of seed `s` uses
+        `jax.random.key(s)`.
       grid: hyperparameter name -> values; every combination runs for every
         seed. Names must be traced hyperparameters of the method (e.g.
         `cluster_weight`, ABC's lambda); unnamed ones take the config's values.
@@ -297,12 +333,12 @@ def run_method(
     mesh = make_mesh(devices)
     padded = _padded(runs, mesh.devices.size)
 
-    keys = _shard_runs(_keys([seed for seed, _ in padded]), mesh)
+    seed_array = _shard_runs(_seed_array([seed for seed, _ in padded]), mesh)
     hyperparameters = _shard_runs(
         {name: np.array([p[name] for _, p in padded], np.float32) for name in points[0]}, mesh
     )
     x_replicated = _replicate(x, mesh)
-    args = (keys, x_replicated, hyperparameters)
+    args = (seed_array, x_replicated, hyperparameters)
     from_start = pretrained is not None and method.run_from_start is not None
     if from_start:
         starts = _starts_for_runs(pretrained, config, [seed for seed, _ in padded])
@@ -311,7 +347,7 @@ def run_method(
     cache_key = _cache_key(method_name, config, mesh, *args)
     executable, compile_seconds = _executable(program, cache_key, *args)
     start = time.perf_counter()
-    output = jax.block_until_ready(executable(*args))
+    output = _to_host(jax.block_until_ready(executable(*args)))
     run_seconds = time.perf_counter() - start
 
     n_runs = len(runs)
@@ -321,8 +357,8 @@ def run_method(
         hyperparameters={
             name: np.array([p[name] for _, p in runs], np.float32) for name in points[0]
         },
-        labels=np.asarray(output.labels)[:n_runs],
-        history={name: np.asarray(v)[:n_runs] for name, v in output.history.items()},
+        labels=output.labels[:n_runs],
+        history={name: values[:n_runs] for name, values in output.history.items()},
         compile_seconds=compile_seconds,
         run_seconds=run_seconds,
         n_devices=mesh.devices.size,
