@@ -28,15 +28,19 @@ logger = logging.getLogger("experiments.ablations")
 ROWS: dict[str, dict[str, Any]] = {
     "default": {},
     "no adversarial term (autoencoder only)": {"adversarial_weight": 0.0},
-    "no reconstruction term": {"reconstruction_weight": 0.0},
+    "discriminator sees points over the total spread": {"discriminator_input": "total"},
+    "total spread, positives at the cluster's own spread": {
+        "discriminator_input": "total",
+        "positive_scale": 1.0,
+    },
+    "discriminator sees points over their cluster's spread": {"discriminator_input": "cluster"},
     "unconditioned discriminator": {"condition_discriminator": False},
-    "positives at the cluster's own spread (scale 1.0)": {"positive_scale": 1.0},
-    "positives at scale 0.1": {"positive_scale": 0.1},
+    "reconstruction weight 1": {"reconstruction_weight": 1.0},
+    "discriminator learning rate 1e-4": {"discriminator_learning_rate": 1e-4},
+    "ReLU discriminator": {"discriminator_activation": "relu"},
     "saturating encoder loss": {"encoder_loss": "saturating"},
     "one E-M step per iteration (momentum 0)": {"cluster_momentum": 0.0},
     "GMM instead of k-means": {"cluster_method": "gmm"},
-    "SGD with momentum, lr 1e-3": {"optimizer": "sgd", "learning_rate": 1e-3},
-    "twice the steps": {"n_steps": 2 * config_lib.get_config("default").n_steps},
 }
 
 
