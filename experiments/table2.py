@@ -62,6 +62,7 @@ class DatasetUnavailableError(RuntimeError):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        prog="python -m experiments.table2",
         description="Train DCAN and its baselines on several datasets and write Table 2.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -119,6 +120,12 @@ def parse_grid(text: str) -> tuple[str, str, list[float]]:
         raise ValueError(
             f"--grid method {method!r} is not a baseline; choose one of "
             f"{sorted(baselines.METHODS)}."
+        )
+    names = sorted(baselines.METHODS[method].default_hyperparameters(baselines.BaselineConfig()))
+    if name not in names:
+        raise ValueError(
+            f"--grid {text!r}: {method} has no traced hyperparameter {name!r}; "
+            f"choose one of {names}."
         )
     try:
         parsed = [float(v) for v in values.split(",")]

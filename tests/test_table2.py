@@ -109,6 +109,8 @@ def test_stored_file_without_records_is_rejected(tmp_path):
         (["--seeds", "0"], "--seeds 0 should be >= 1"),
         (["--grid", "abc:cluster_weight"], "should look like METHOD:NAME=V1,V2"),
         (["--grid", "dcan:positive_scale=0.3"], "--grid method 'dcan' is not a baseline"),
+        (["--grid", "dec:cluster_weight=0.1"], "dec has no traced hyperparameter 'cluster_weight'"),
+        (["--grid", "abc:cluster_weight=low"], "values should be numbers"),
     ],
 )
 def test_invalid_arguments_exit_with_message(argv, message, capsys):
