@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 from dcan_jax import config as config_lib
-from dcan_jax import metrics, train
+from dcan_jax import metrics, plots, train
 from dcan_jax.data import Dataset
 from experiments import pretraining
 
@@ -181,6 +181,18 @@ class CurveRecorder:
         self.record(state, int(np.asarray(state.step).reshape(-1)[0]))
 
 
+def curve_records(history: dict[str, np.ndarray], curves: dict[str, list]) -> list[dict]:
+    """Merge per-step metrics and per-chunk scores into records for `plots`."""
+    n_steps = next(iter(history.values())).shape[1] if history else 0
+    records = [
+        {"step": i + 1, **{name: values[:, i].tolist() for name, values in history.items()}}
+        for i in range(n_steps)
+    ]
+    for index, step in enumerate(curves.get("step", [])):
+        records.append({"step": step, "acc": curves["acc"][index], "nmi": curves["nmi"][index]})
+    return records
+
+
 def format_table(scores: dict[str, list[dict[str, float]]], seeds: Sequence[int]) -> str:
     columns = [(split, name) for split in scores for name in ("acc", "nmi", "ari")]
     header = "seed  " + "  ".join(f"{split}.{name:<3}".rjust(16) for split, name in columns)
@@ -288,6 +300,10 @@ def run(dataset: Dataset, config: config_lib.DCANConfig, args: argparse.Namespac
     }
     write_json_atomic(out / "results.json", payload)
     np.savez(out / "history.npz", **result.history)
+    title = f"DCAN on {dataset.name}, config {config_name}"
+    plots.plot_training_curves(
+        curve_records(result.history, payload["curves"]), out / "curves.png", title
+    )
     if scores:
         print(format_table(scores, seeds))
     print(

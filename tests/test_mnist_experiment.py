@@ -38,6 +38,9 @@ def test_experiment_writes_results(real_data_dir, tmp_path, capsys):
     assert saved["wall_seconds"] > 0
     assert payload["summary"] == saved["summary"]
     assert (out / "history.npz").is_file()
+    assert (out / "curves.png").stat().st_size > 0
+    assert saved["curves"]["step"] == [0, 10, 20]
+    assert len(saved["curves"]["acc"][0]) == 2
     printed = capsys.readouterr().out
     assert "test.acc" in printed
     assert "mean" in printed
