@@ -173,7 +173,7 @@ def network_config(dataset: str, quick: bool) -> config_lib.DCANConfig:
 
 
 def paper_config(dataset: str) -> config_lib.DCANConfig:
-    """Return the DCAN paper's networks: the Reuters-10k ones for text, else MNIST's."""
+    """Return the DCAN paper's settings: its Reuters-10k networks for text, else MNIST's."""
     name = "paper"
     if dataset in TEXT_DATASETS:
         name = "paper_reuters10k"
@@ -268,31 +268,35 @@ def run_dataset(
     records = []
     for method in methods:
         logger.info("%s: %s, %d seeds", dataset_name, method, len(seeds))
+        method_config = config.to_dict()
         try:
             if method in baselines.METHODS:
                 result = baselines.run_method(method, x, config, seeds, pretrained=pretrained)
             else:
-                result = _run_dcan(method, x, dataset_name, seeds, pretrained, quick)
+                dcan = dcan_config(method, dataset_name, quick)
+                method_config = dcan.to_dict()
+                # The paper's networks train from scratch, with no autoencoder to share.
+                shared = pretrained if method == "dcan" else None
+                result = baselines.run_dcan(x, dcan, seeds, method_name=method, pretrained=shared)
         except train.TrainingDivergedError as error:
             logger.warning("%s: %s failed: %s", dataset_name, method, error)
             records.append(_failed_record(base, method, seeds, error))
             continue
-        records.append(_record(base, method, result, y))
+        records.append({**_record(base, method, result, y), "config": method_config})
     for method, name, values in grids:
         logger.info("%s: %s grid over %s=%s", dataset_name, method, name, values)
         result = baselines.run_method(
             method, x, config, seeds, grid={name: values}, pretrained=pretrained
         )
-        records.append(_grid_record(base, method, name, result, y))
+        records.append({**_grid_record(base, method, name, result, y), "config": config.to_dict()})
     return records
 
 
-def _run_dcan(method, x, dataset_name, seeds, pretrained, quick) -> baselines.RunResult:
+def dcan_config(method: str, dataset: str, quick: bool) -> config_lib.DCANConfig:
+    """Return the config of a DCAN row: "dcan" or "dcan-paper"."""
     if method == "dcan-paper":
-        # The DCAN paper's networks train from scratch, with no autoencoder to share.
-        return baselines.run_dcan(x, paper_config(dataset_name), seeds, method_name=method)
-    network = network_config(dataset_name, quick)
-    return baselines.run_dcan(x, network, seeds, method_name=method, pretrained=pretrained)
+        return paper_config(dataset)
+    return network_config(dataset, quick)
 
 
 def _prepare(dataset: Dataset, args: argparse.Namespace) -> Dataset:

@@ -53,6 +53,7 @@ def test_quick_run_records_each_method(quick_run):
         assert record["n_samples"] == 300
         assert record["seeds"] == [0, 1]
         assert len(record["scores"]) == 2
+        assert record["config"]["network"]["pretrain_epochs"] == 10
         for score in record["scores"]:
             assert 0.0 < score["acc"] <= 1.0
             assert 0.0 <= score["nmi"] <= 1.0
