@@ -6,8 +6,10 @@ else
 VENV_PY := .venv/bin/python
 endif
 ARGS ?=
+# PyTorch and ClustPy for the benchmarks' peer comparison, kept out of .venv.
+TORCH_ENV := .venv-bench-torch
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench bench-torch-env clean
 
 $(VENV_PY):
 	$(PYTHON) -m venv .venv
@@ -26,5 +28,19 @@ lint: install
 	$(VENV_PY) -m ruff check dcan_jax experiments tests benchmarks
 	$(VENV_PY) -m ruff format --check dcan_jax experiments tests benchmarks
 
+$(TORCH_ENV)/installed: benchmarks/requirements-torch.txt
+	$(PYTHON) -m venv $(TORCH_ENV)
+	$(TORCH_ENV)/bin/python -m pip install --quiet -r benchmarks/requirements-torch.txt
+	touch $@
+
+bench-torch-env: $(TORCH_ENV)/installed
+
+# Writes docs/benchmarks.md. If the PyTorch environment cannot be installed,
+# the page records that the ClustPy comparison did not run.
+bench: install
+	$(VENV_PY) -m pip install --quiet -e '.[bench]'
+	-$(MAKE) bench-torch-env
+	$(VENV_PY) -m benchmarks $(ARGS)
+
 clean:
-	rm -rf .venv build *.egg-info .pytest_cache
+	rm -rf .venv $(TORCH_ENV) build *.egg-info .pytest_cache
