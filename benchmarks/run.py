@@ -160,7 +160,8 @@ def run_clustering(settings: Settings) -> dict[str, Any]:
             if completed.returncode == 0:
                 record = json.loads(completed.stdout.strip().splitlines()[-1])
             else:
-                last_line = (completed.stderr.strip().splitlines() or ["no output"])[-1]
+                error_lines = completed.stderr.strip().splitlines()
+                last_line = error_lines[-1] if error_lines else "no output"
                 logger.error("clustering case failed: %s", last_line)
                 record = {
                     "library": library,
@@ -219,12 +220,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="Markdown page to write")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        default=None,
+        help="write the page from results saved with --json, without measuring",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     args = parse_args(argv)
+    if args.from_json is not None:
+        args.out.write_text(report.render(json.loads(args.from_json.read_text())))
+        logger.info("wrote %s from %s", args.out, args.from_json)
+        return
+
     settings = QUICK if args.quick else FULL
     command = shlex.join(["python", "-m", "benchmarks", *(sys.argv[1:] if argv is None else argv)])
     start = time.perf_counter()
