@@ -205,7 +205,9 @@ def test_ctrl_c_in_a_subprocess_saves_a_checkpoint(files, tmp_path, tmp_path_fac
     try:
         deadline = time.monotonic() + 240
         metrics_file = out / "metrics.jsonl"
-        while not (metrics_file.exists() and metrics_file.read_text().count("\n") >= 2):
+        # The progress line with a rate follows the second chunk's metrics line, so
+        # waiting for a third line means it has been written.
+        while not (metrics_file.exists() and metrics_file.read_text().count("\n") >= 3):
             assert process.poll() is None, process.communicate()
             assert time.monotonic() < deadline, "no chunk finished within 240 s"
             time.sleep(0.2)

@@ -107,7 +107,7 @@ def test_missing_files_are_named(tmp_path):
         (b"", "not an IDX file"),
         (b"\x12\x34\x08\x03rest", "not an IDX file"),
         (b"\x00\x00\x08\x03\x00\x00", "truncated header"),
-        (b"\x00\x00\x08\x01\x00\x00\x00\x05ab", "holds 2 data bytes but its header"),
+        (b"\x00\x00\x08\x01\x00\x00\x00\x05ab", "contains 2 data bytes but its header"),
     ],
 )
 def test_corrupt_idx_raises(tmp_path, content, message):

@@ -75,6 +75,7 @@ def test_divergence_stops_with_last_good_state(embedded_digits):
         log_every=10,
         learning_rate=10.0,
         activation="linear",
+        discriminator_activation="linear",
         init_cluster_sample_size=200,
     )
     with pytest.raises(train.TrainingDivergedError, match="Training (diverged|collapsed)") as info:
