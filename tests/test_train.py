@@ -22,7 +22,9 @@ def test_vmapped_seeds_match_single_runs(embedded_digits):
     both = train.fit(x, config, seeds=(3, 4))
     for index, seed in enumerate((3, 4)):
         alone = train.fit(x, config, seeds=(seed,))
-        for a, b in zip(_leaves(both.state.encoder_params), _leaves(alone.state.encoder_params)):
+        both_leaves = _leaves(both.state.encoder_params)
+        alone_leaves = _leaves(alone.state.encoder_params)
+        for a, b in zip(both_leaves, alone_leaves, strict=True):
             np.testing.assert_allclose(a[index], b[0], rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(
             both.state.cluster.means[index], alone.state.cluster.means[0], rtol=1e-4, atol=1e-4
