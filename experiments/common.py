@@ -1,9 +1,10 @@
 """The command line, run loop and results files shared by every experiment.
 
-Each experiment module supplies a dataset loader and a default config name;
-`main` parses the shared options, trains all seeds in one vmapped program,
-evaluates each seed on the training split (and the held-out split when there is
-one), prints a table and writes `results.json` to the output directory.
+Each experiment module supplies a dataset loader and a default config name.
+`main` parses the shared options and trains all seeds in one vmapped program.
+It scores each seed on the training split and, when there is one, on the
+held-out split. It prints a table and writes `results.json`, `history.npz` and
+`curves.png` to the output directory.
 """
 
 from __future__ import annotations
