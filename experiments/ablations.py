@@ -41,6 +41,8 @@ ROWS: dict[str, dict[str, Any]] = {
     "saturating encoder loss": {"encoder_loss": "saturating"},
     "one E-M step per iteration (momentum 0)": {"cluster_momentum": 0.0},
     "GMM instead of k-means": {"cluster_method": "gmm"},
+    "2,000 steps": {"n_steps": 2000},
+    "2,000 steps without the adversarial term": {"n_steps": 2000, "adversarial_weight": 0.0},
 }
 
 
