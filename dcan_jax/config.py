@@ -47,10 +47,11 @@ class DCANConfig:
         deviation; 1.0 draws from the cluster's own Gaussian.
       condition_discriminator: whether the discriminator also receives the one-hot
         assigned cluster.
-      discriminator_input: "raw" feeds latent points to the discriminator as
-        they are; "cluster" standardises each by its assigned cluster's mean and
-        standard deviation; "total" centres it on the assigned cluster's mean and
-        divides by the latent space's total standard deviation.
+      discriminator_input: what the discriminator receives. "raw" passes latent
+        points as they are. "cluster" standardises each point by its assigned
+        cluster's mean and standard deviation. "total" centres it on the
+        assigned cluster's mean and divides by the latent space's total
+        standard deviation.
       encoder_loss: "saturating" descends log(1 - D(E(x))) as written in the
         objective; "non_saturating" descends -log D(E(x)).
       reconstruction_weight: weight of the decoder's mean squared error in the
@@ -136,6 +137,20 @@ class DCANConfig:
         return dataclasses.asdict(self)
 
 
+# Fields that fix the autoencoder and its pretraining; configs that agree on
+# them can share one pretrained autoencoder per seed.
+AUTOENCODER_FIELDS = (
+    "encoder_widths",
+    "decoder_widths",
+    "activation",
+    "latent_activation",
+    "decoder_output_activation",
+    "pretrain_epochs",
+    "pretrain_batch_size",
+    "pretrain_learning_rate",
+)
+
+
 def field_names() -> list[str]:
     return [f.name for f in dataclasses.fields(DCANConfig)]
 
@@ -212,7 +227,7 @@ def _validate(config: DCANConfig) -> None:
 PAPER_MNIST = DCANConfig()
 
 # A pretrained ReLU autoencoder (the DEC-era 500-500-2000-10 shape) kept in the
-# encoder loss beside the adversarial term, a tanh discriminator that is told the
+# encoder loss beside the adversarial term, a tanh discriminator that receives the
 # assigned cluster and trains ten times faster than the encoder, moving-average
 # cluster statistics and positives at 0.3 times the cluster's spread. A
 # reconstruction weight of 196 makes the mean squared error over 196 pixels

@@ -157,7 +157,7 @@ def discriminate(
 ) -> jax.Array:
     """Return discriminator logits for latent points `z` assigned to `assignments`.
 
-    `config.discriminator_input` sets what the discriminator sees: "raw" gives it
+    `config.discriminator_input` sets the discriminator's input: "raw" gives it
     `z`; "cluster" gives `(z - mean_k) / std_k` for the assigned cluster `k`;
     "total" gives `(z - mean_k) / std` with the latent space's total standard
     deviation. The statistics are held constant for the gradient. With "total",

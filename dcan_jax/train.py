@@ -275,7 +275,7 @@ def fit(
       log_fn: called after each chunk with the step count and seed-averaged
         metrics of the chunk's last step.
       resume_from: a seed-stacked state saved by an earlier run of the same
-        config, seeds and data; training continues from its step count and
+        config, seeds and data. Training continues from its step count. It
         reaches the state an uninterrupted run reaches, because every step's
         randomness is derived from the state's key and step.
       on_chunk: called after each healthy chunk with the seed-stacked state and

@@ -23,21 +23,11 @@ import numpy as np
 
 from dcan_jax import config as config_lib
 from dcan_jax import train
+from dcan_jax.config import AUTOENCODER_FIELDS
 from dcan_jax.data import Dataset
 from dcan_jax.step import init_train_state
 
 logger = logging.getLogger(__name__)
-
-AUTOENCODER_FIELDS = (
-    "encoder_widths",
-    "decoder_widths",
-    "activation",
-    "latent_activation",
-    "decoder_output_activation",
-    "pretrain_epochs",
-    "pretrain_batch_size",
-    "pretrain_learning_rate",
-)
 
 
 def cache_path(

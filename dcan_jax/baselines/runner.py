@@ -28,7 +28,7 @@ from dcan_jax import train
 from dcan_jax.baselines import abc, autoencoder, dec, kl, raw
 from dcan_jax.baselines.common import MethodOutput
 from dcan_jax.baselines.config import BaselineConfig
-from dcan_jax.config import DCANConfig
+from dcan_jax.config import AUTOENCODER_FIELDS, DCANConfig
 
 RUN_AXIS = "runs"
 MAX_SEED = np.iinfo(np.int32).max
@@ -363,19 +363,6 @@ def run_method(
         run_seconds=run_seconds,
         n_devices=mesh.devices.size,
     )
-
-
-# DCANConfig fields that fix the autoencoder and its pretraining.
-AUTOENCODER_FIELDS = (
-    "encoder_widths",
-    "decoder_widths",
-    "activation",
-    "latent_activation",
-    "decoder_output_activation",
-    "pretrain_epochs",
-    "pretrain_batch_size",
-    "pretrain_learning_rate",
-)
 
 
 def _pretrained_autoencoders(pretrained: Pretrained, config: DCANConfig, seeds) -> dict:
