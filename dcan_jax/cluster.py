@@ -91,17 +91,21 @@ def _blend(old: ClusterState, new: ClusterState, momentum: float) -> ClusterStat
 def _m_step(
     state: ClusterState,
     z: jax.Array,
-    responsibilities: jax.Array,
+    assignment_weights: jax.Array,
     misfit: jax.Array,
     covariance_reg: float,
     momentum: float,
+    update_variances: bool = True,
 ) -> ClusterState:
     """Update means, variances and weights from (hard or soft) responsibilities."""
-    counts = jnp.sum(responsibilities, axis=0)
+    counts = jnp.sum(assignment_weights, axis=0)
     safe_counts = jnp.maximum(counts, _EMPTY_COUNT)[:, None]
-    means = (responsibilities.T @ z) / safe_counts
-    second_moments = (responsibilities.T @ z**2) / safe_counts
-    variances = jnp.maximum(second_moments - means**2, 0.0) + covariance_reg
+    means = (assignment_weights.T @ z) / safe_counts
+    if update_variances:
+        second_moments = (assignment_weights.T @ z**2) / safe_counts
+        variances = jnp.maximum(second_moments - means**2, 0.0) + covariance_reg
+    else:
+        variances = state.variances
     empty = counts < _EMPTY_COUNT
     # An empty cluster keeps its previous variance and is moved to a data point.
     variances = jnp.where(empty[:, None], state.variances, variances)
@@ -113,8 +117,31 @@ def _m_step(
     return blended._replace(means=jnp.where(empty[:, None], means, blended.means))
 
 
+def responsibilities(state: ClusterState, z: jax.Array, method: str) -> tuple[jax.Array, jax.Array]:
+    """Return the E-step of `method` and each point's misfit.
+
+    Returns:
+      Responsibilities of shape `(n_samples, n_clusters)` (one-hot for k-means)
+      and a misfit per point (squared distance to the nearest mean for k-means,
+      negative log-likelihood for a GMM), the order in which empty clusters are
+      re-seeded.
+    """
+    if method == "kmeans":
+        distances = squared_distances(z, state.means)
+        nearest = jnp.argmin(distances, axis=1)
+        one_hot = jax.nn.one_hot(nearest, state.means.shape[0], dtype=z.dtype)
+        return one_hot, jnp.min(distances, axis=1)
+    joint = log_likelihoods(state, z)
+    log_evidence = jax.nn.logsumexp(joint, axis=1)
+    return jnp.exp(joint - log_evidence[:, None]), -log_evidence
+
+
 def kmeans_step(
-    state: ClusterState, z: jax.Array, covariance_reg: float = 1e-4, momentum: float = 0.0
+    state: ClusterState,
+    z: jax.Array,
+    covariance_reg: float = 1e-4,
+    momentum: float = 0.0,
+    update_variances: bool = True,
 ) -> ClusterState:
     """Run one k-means (Lloyd) iteration on `z`, warm-started from `state`.
 
@@ -126,15 +153,15 @@ def kmeans_step(
       z: points, shape `(n_samples, n_features)`.
       covariance_reg: added to every variance; keeps them positive.
       momentum: weight of `state` in the result, in [0, 1).
+      update_variances: False keeps `state.variances` and skips the product
+        that sums squares, a temporary of the size of `z`; Lloyd iterations
+        that only move the means need no more. Static.
 
     Returns:
       The updated `ClusterState`.
     """
-    distances = squared_distances(z, state.means)
-    assignments = jnp.argmin(distances, axis=1)
-    one_hot = jax.nn.one_hot(assignments, state.means.shape[0], dtype=z.dtype)
-    misfit = jnp.min(distances, axis=1)
-    return _m_step(state, z, one_hot, misfit, covariance_reg, momentum)
+    one_hot, misfit = responsibilities(state, z, "kmeans")
+    return _m_step(state, z, one_hot, misfit, covariance_reg, momentum, update_variances)
 
 
 def log_likelihoods(state: ClusterState, z: jax.Array) -> jax.Array:
@@ -165,10 +192,8 @@ def gmm_step(
     Returns:
       The updated `ClusterState`.
     """
-    joint = log_likelihoods(state, z)
-    log_evidence = jax.nn.logsumexp(joint, axis=1)
-    responsibilities = jnp.exp(joint - log_evidence[:, None])
-    return _m_step(state, z, responsibilities, -log_evidence, covariance_reg, momentum)
+    soft, misfit = responsibilities(state, z, "gmm")
+    return _m_step(state, z, soft, misfit, covariance_reg, momentum)
 
 
 def cluster_step(
@@ -181,6 +206,85 @@ def cluster_step(
     """Run one iteration of `method` ("kmeans" or "gmm")."""
     step = {"kmeans": kmeans_step, "gmm": gmm_step}[method]
     return step(state, z, covariance_reg, momentum)
+
+
+def running_step(
+    state: ClusterState,
+    z: jax.Array,
+    method: str,
+    rate: float,
+    covariance_reg: float = 1e-4,
+) -> ClusterState:
+    """Fold one minibatch into running cluster statistics (online E-M).
+
+    The state stands for the sufficient statistics of a window of
+    `z.shape[0] / rate` points: counts `weights * window`, and the first and
+    second moments those counts, means and variances imply. Each call keeps a
+    fraction `1 - rate` of them and adds the minibatch's statistics under the
+    current E-step. A cluster that receives no point in the minibatch keeps its
+    mean and variance while its weight decays. Once its remembered count falls
+    below half a point, it is re-seeded at the minibatch's worst-fitted point. With
+    `rate=1` and no empty cluster this is one `kmeans_step` or `gmm_step` on `z`.
+
+    Args:
+      state: current clustering.
+      z: minibatch of latent points, shape `(batch_size, n_features)`; the
+        update holds a `(batch_size, n_clusters, n_features)` temporary, small
+        for a minibatch.
+      method: "kmeans" or "gmm".
+      rate: fraction of the statistics replaced per call, in (0, 1]; static.
+      covariance_reg: added to every variance.
+
+    Returns:
+      The updated `ClusterState`.
+    """
+    batch_responsibilities, misfit = responsibilities(state, z, method)
+    window = z.shape[0] / rate
+    kept_counts = (1.0 - rate) * state.weights * window
+    counts = kept_counts + jnp.sum(batch_responsibilities, axis=0)
+    safe_counts = jnp.maximum(counts, _EMPTY_COUNT)[:, None]
+    means = (kept_counts[:, None] * state.means + batch_responsibilities.T @ z) / safe_counts
+    # Spreads about the new means, summed in centred form: raw second moments
+    # would cancel badly when the means are large against the spread.
+    old_spread = jnp.maximum(state.variances - covariance_reg, 0.0) + (state.means - means) ** 2
+    batch_spread = jnp.einsum(
+        "bk,bkd->kd", batch_responsibilities, (z[:, None, :] - means[None]) ** 2
+    )
+    spread = (kept_counts[:, None] * old_spread + batch_spread) / safe_counts
+    variances = spread + covariance_reg
+    empty = counts < 0.5
+    variances = jnp.where(empty[:, None], state.variances, variances)
+    means = _reseed_empty(means, jnp.where(empty, 0.0, counts), z, misfit)
+    counts = jnp.where(empty, 1.0, counts)
+    return ClusterState(means, variances, counts / jnp.sum(counts))
+
+
+def refine(
+    state: ClusterState, z: jax.Array, method: str, n_iters: int, covariance_reg: float = 1e-4
+) -> ClusterState:
+    """Run `n_iters` warm-started E-M iterations of `method` over all of `z`.
+
+    k-means iterations move only the means until the last one, which also sets
+    the variances; the result equals `n_iters` calls of `kmeans_step`.
+
+    Args:
+      state: starting clustering.
+      z: points, shape `(n_samples, n_features)`.
+      method: "kmeans" or "gmm".
+      n_iters: number of iterations, 0 for none; static.
+      covariance_reg: variance floor.
+    """
+    if n_iters == 0:
+        return state
+    if method == "gmm":
+        return jax.lax.fori_loop(0, n_iters, lambda _, s: gmm_step(s, z, covariance_reg), state)
+    state = jax.lax.fori_loop(
+        0,
+        n_iters - 1,
+        lambda _, s: kmeans_step(s, z, covariance_reg, update_variances=False),
+        state,
+    )
+    return kmeans_step(state, z, covariance_reg)
 
 
 def predict(state: ClusterState, z: jax.Array, method: str) -> jax.Array:
@@ -200,9 +304,7 @@ def _seeded_kmeans(key, z, n_clusters, n_iters, covariance_reg) -> ClusterState:
     uniform = jnp.full((n_clusters,), 1.0 / n_clusters, z.dtype)
     state = ClusterState(means, jnp.ones_like(means), uniform)
     # At least one iteration, so the variances describe the data.
-    return jax.lax.fori_loop(
-        0, max(n_iters, 1), lambda _, s: kmeans_step(s, z, covariance_reg), state
-    )
+    return refine(state, z, "kmeans", max(n_iters, 1), covariance_reg)
 
 
 def init_cluster_state(

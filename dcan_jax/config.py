@@ -13,6 +13,7 @@ from typing import Any
 
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
 CLUSTER_METHODS = ("kmeans", "gmm")
+CLUSTER_UPDATES = ("sample", "running")
 ENCODER_LOSSES = ("saturating", "non_saturating")
 DISCRIMINATOR_INPUTS = ("raw", "cluster", "total")
 OPTIMIZERS = ("sgd", "adam")
@@ -39,6 +40,12 @@ class DCANConfig:
       n_steps: number of DCAN training steps.
       batch_size: minibatch size of each step.
       cluster_sample_size: points encoded for each clustering update.
+      cluster_update: "sample" encodes `cluster_sample_size` fresh points for
+        each clustering update. "running" updates running cluster statistics
+        from the minibatch the step encodes anyway, an online E-M that forgets
+        a fraction `batch_size * (1 - cluster_momentum) / cluster_sample_size`
+        of its statistics per step, so both modes average over about as many
+        points.
       cluster_method: "kmeans" (hard assignments) or "gmm" (diagonal covariances).
       cluster_momentum: weight of the previous cluster statistics in each update, in
         [0, 1). 0 replaces them with one E-M step's estimate.
@@ -86,6 +93,7 @@ class DCANConfig:
     n_steps: int = 500
     batch_size: int = 16
     cluster_sample_size: int = 600
+    cluster_update: str = "sample"
     cluster_method: str = "kmeans"
     cluster_momentum: float = 0.0
     covariance_reg: float = 1e-4
@@ -110,6 +118,12 @@ class DCANConfig:
 
     def __post_init__(self):
         _validate(self)
+
+    @property
+    def running_cluster_rate(self) -> float:
+        """Fraction of the running cluster statistics replaced per step, in (0, 1]."""
+        rate = self.batch_size * (1.0 - self.cluster_momentum) / self.cluster_sample_size
+        return min(rate, 1.0)
 
     @property
     def latent_size(self) -> int:
@@ -200,6 +214,7 @@ def _validate(config: DCANConfig) -> None:
     ):
         _check_choice(name, getattr(config, name), ACTIVATIONS)
     _check_choice("cluster_method", config.cluster_method, CLUSTER_METHODS)
+    _check_choice("cluster_update", config.cluster_update, CLUSTER_UPDATES)
     _check_choice("encoder_loss", config.encoder_loss, ENCODER_LOSSES)
     _check_choice("discriminator_input", config.discriminator_input, DISCRIMINATOR_INPUTS)
     _check_choice("optimizer", config.optimizer, OPTIMIZERS)

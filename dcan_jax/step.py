@@ -184,14 +184,12 @@ def _discriminator_objective(params, config, cluster, positives, encoded, assign
 
 
 def _encoder_objective(
-    autoencoder_params, discriminator_params, config, cluster, batch, assignments
+    z, decoder_params, discriminator_params, config, cluster, batch, assignments
 ):
-    z = nets.apply_encoder(autoencoder_params["encoder"], batch, config)
     logits = discriminate(discriminator_params, z, cluster, assignments, config)
     adversarial = losses.encoder_adversarial_loss(logits, config.encoder_loss)
     if config.reconstruction_weight > 0:
-        reconstruction = nets.apply_decoder(autoencoder_params["decoder"], z, config)
-        recon = losses.reconstruction_loss(batch, reconstruction)
+        recon = losses.reconstruction_loss(batch, nets.apply_decoder(decoder_params, z, config))
     else:
         recon = jnp.zeros(())
     total = config.adversarial_weight * adversarial + config.reconstruction_weight * recon
@@ -217,13 +215,37 @@ def discriminator_update(state: TrainState, positives, encoded, assignments):
     return new_state, metrics
 
 
-def encoder_update(state: TrainState, batch, assignments):
-    """Take one optimizer step of the encoder (and decoder) against the discriminator."""
-    encoder_tx, _ = make_optimizers(state.config)
-    params = state.autoencoder_params
-    (_, (adversarial, recon)), grads = jax.value_and_grad(_encoder_objective, has_aux=True)(
-        params, state.discriminator_params, state.config, state.cluster, batch, assignments
+def encoder_update(state: TrainState, batch, assignments, encoded=None, encoder_pullback=None):
+    """Take one optimizer step of the encoder (and decoder) against the discriminator.
+
+    Args:
+      state: the current state.
+      batch: minibatch, shape `(batch_size, n_features)`.
+      assignments: the minibatch's clusters, shape `(batch_size,)`.
+      encoded, encoder_pullback: the minibatch's encoding and the pullback of
+        `jax.vjp` through the encoder, when the caller has them already; both
+        `None` encodes the minibatch again.
+    """
+    config = state.config
+    encoder_tx, _ = make_optimizers(config)
+    if encoded is None:
+        encoded, encoder_pullback = jax.vjp(
+            lambda params: nets.apply_encoder(params, batch, config), state.encoder_params
+        )
+    (_, (adversarial, recon)), (z_grads, decoder_grads) = jax.value_and_grad(
+        _encoder_objective, argnums=(0, 1), has_aux=True
+    )(
+        encoded,
+        state.decoder_params,
+        state.discriminator_params,
+        config,
+        state.cluster,
+        batch,
+        assignments,
     )
+    (encoder_grads,) = encoder_pullback(z_grads)
+    grads = {"encoder": encoder_grads, "decoder": decoder_grads}
+    params = state.autoencoder_params
     updates, opt_state = encoder_tx.update(grads, state.encoder_opt_state, params)
     params = optax.apply_updates(params, updates)
     new_state = state.replace(
@@ -236,7 +258,7 @@ def encoder_update(state: TrainState, batch, assignments):
 
 @jax.jit
 def train_step(
-    state: TrainState, batch: jax.Array, cluster_sample: jax.Array
+    state: TrainState, batch: jax.Array, cluster_sample: jax.Array | None = None
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """Run one DCAN step: cluster update, discriminator step, encoder step.
 
@@ -244,33 +266,53 @@ def train_step(
       state: the current `TrainState`.
       batch: minibatch, shape `(batch_size, n_features)`.
       cluster_sample: points encoded for the clustering update, shape
-        `(cluster_sample_size, n_features)`.
+        `(cluster_sample_size, n_features)`. Required when
+        `config.cluster_update` is "sample"; unused with "running", which
+        updates the clustering from the minibatch.
 
     Returns:
       The next state and a dict of scalar metrics: `discriminator_loss`,
       `encoder_loss` (adversarial part), `reconstruction_loss`, `d_positive` and
       `d_encoded` (mean discriminator outputs), `min_cluster_fraction` and
-      `max_cluster_fraction` (cluster sizes in the clustering sample) and
-      `mean_variance` (mean cluster variance).
+      `max_cluster_fraction` (cluster sizes in the points the clustering update
+      saw) and `mean_variance` (mean cluster variance).
     """
     config = state.config
     positive_key = jax.random.fold_in(state.key, state.step)
+    encoded, encoder_pullback = jax.vjp(
+        lambda params: nets.apply_encoder(params, batch, config), state.encoder_params
+    )
 
-    # 1. One clustering iteration on a fresh encoded sample, warm-started.
-    z_sample = jax.lax.stop_gradient(
-        nets.apply_encoder(state.encoder_params, cluster_sample, config)
-    )
-    cluster = clustering.cluster_step(
-        state.cluster,
-        z_sample,
-        config.cluster_method,
-        config.covariance_reg,
-        config.cluster_momentum,
-    )
+    # 1. One clustering update, warm-started: an E-M iteration on a fresh encoded
+    # sample, or the minibatch folded into running statistics.
+    if config.cluster_update == "running":
+        z_update = jax.lax.stop_gradient(encoded)
+        cluster = clustering.running_step(
+            state.cluster,
+            z_update,
+            config.cluster_method,
+            config.running_cluster_rate,
+            config.covariance_reg,
+        )
+    else:
+        if cluster_sample is None:
+            raise ValueError(
+                'cluster_update="sample" needs a cluster_sample; pass one of shape '
+                '(cluster_sample_size, n_features) or set cluster_update="running".'
+            )
+        z_update = jax.lax.stop_gradient(
+            nets.apply_encoder(state.encoder_params, cluster_sample, config)
+        )
+        cluster = clustering.cluster_step(
+            state.cluster,
+            z_update,
+            config.cluster_method,
+            config.covariance_reg,
+            config.cluster_momentum,
+        )
     state = state.replace(cluster=cluster)
 
     # 2. Assign the minibatch and draw positives from the assigned clusters.
-    encoded = nets.apply_encoder(state.encoder_params, batch, config)
     assignments = clustering.predict(cluster, encoded, config.cluster_method)
     positives = clustering.sample_positives(
         positive_key, cluster, assignments, config.positive_scale
@@ -278,17 +320,17 @@ def train_step(
 
     # 3. Discriminator ascent, then 4. encoder descent against the updated one.
     state, d_metrics = discriminator_update(state, positives, encoded, assignments)
-    state, e_metrics = encoder_update(state, batch, assignments)
+    state, e_metrics = encoder_update(state, batch, assignments, encoded, encoder_pullback)
 
-    sample_sizes = clustering.cluster_sizes(
-        clustering.predict(cluster, z_sample, config.cluster_method), config.n_clusters
+    update_sizes = clustering.cluster_sizes(
+        clustering.predict(cluster, z_update, config.cluster_method), config.n_clusters
     )
-    sample_fraction = sample_sizes / cluster_sample.shape[0]
+    update_fraction = update_sizes / z_update.shape[0]
     metrics = {
         **d_metrics,
         **e_metrics,
-        "min_cluster_fraction": jnp.min(sample_fraction),
-        "max_cluster_fraction": jnp.max(sample_fraction),
+        "min_cluster_fraction": jnp.min(update_fraction),
+        "max_cluster_fraction": jnp.max(update_fraction),
         "mean_variance": jnp.mean(cluster.variances),
     }
     return state.replace(step=state.step + 1), metrics

@@ -118,6 +118,8 @@ def _scan_body(state: TrainState, _, x: jax.Array):
     batch_key, sample_key = jax.random.split(data_key)
     # Sampling with replacement keeps every step's shapes static and costs no sort.
     batch = x[jax.random.randint(batch_key, (config.batch_size,), 0, x.shape[0])]
+    if config.cluster_update == "running":
+        return train_step(state, batch)
     sample = x[jax.random.randint(sample_key, (config.cluster_sample_size,), 0, x.shape[0])]
     return train_step(state, batch, sample)
 
@@ -137,12 +139,15 @@ def encode(state: TrainState, x: jax.Array) -> jax.Array:
 def refine_clustering(state: TrainState, x: jax.Array) -> TrainState:
     """Run `config.final_cluster_iters` full-data E-M iterations, warm-started."""
     config = state.config
-    z = encode(state, x)
-
-    def iteration(_, cluster):
-        return clustering.cluster_step(cluster, z, config.cluster_method, config.covariance_reg)
-
-    cluster = jax.lax.fori_loop(0, config.final_cluster_iters, iteration, state.cluster)
+    if config.final_cluster_iters == 0:
+        return state
+    cluster = clustering.refine(
+        state.cluster,
+        encode(state, x),
+        config.cluster_method,
+        config.final_cluster_iters,
+        config.covariance_reg,
+    )
     return state.replace(cluster=cluster)
 
 

@@ -41,6 +41,10 @@ ROWS: dict[str, dict[str, Any]] = {
     "saturating encoder loss": {"encoder_loss": "saturating"},
     "one E-M step per iteration (momentum 0)": {"cluster_momentum": 0.0},
     "GMM instead of k-means": {"cluster_method": "gmm"},
+    "running cluster statistics from the minibatches": {"cluster_update": "running"},
+    "adversarial weight 4": {"adversarial_weight": 4.0},
+    "adversarial weight 16": {"adversarial_weight": 16.0},
+    "positives at 0.1 of the cluster's spread": {"positive_scale": 0.1},
     "2,000 steps": {"n_steps": 2000},
     "2,000 steps without the adversarial term": {"n_steps": 2000, "adversarial_weight": 0.0},
 }

@@ -170,3 +170,82 @@ def test_restarts_keep_lowest_inertia():
     best_inertia = float(cluster.inertia(best, z))
     # The best of eight restarts is at least as good as a typical single seeding.
     assert best_inertia <= np.median([float(cluster.inertia(s, z)) for s in single]) + 1e-3
+
+
+@pytest.mark.parametrize("method", ["kmeans", "gmm"])
+def test_running_rate_one_is_em_step(method):
+    x, _ = _blobs(spread=1.0)
+    state = _state(x[[0, 60, 110, 160]], np.full((4, 3), 2.0, np.float32))
+    running = cluster.running_step(state, x, method, rate=1.0, covariance_reg=1e-3)
+    full = cluster.cluster_step(state, x, method, covariance_reg=1e-3)
+    for ours, reference in zip(running, full, strict=True):
+        np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_running_step_keeps_old_fraction():
+    x, _ = _blobs(n_per=5)
+    init = x[[0, 5, 10, 15]]
+    state = cluster.kmeans_step(_state(init), x, 1e-4)
+    batch = x[:5]  # only cluster 0's points
+    rate = 0.25
+    updated = cluster.running_step(state, batch, "kmeans", rate, 1e-4)
+    window = batch.shape[0] / rate
+    kept_counts = (1 - rate) * np.asarray(state.weights) * window
+    expected_mean = (kept_counts[0] * state.means[0] + batch.sum(axis=0)) / (kept_counts[0] + 5)
+    np.testing.assert_allclose(updated.means[0], expected_mean, rtol=1e-5)
+    # Clusters without points in the minibatch keep their mean and variance, and
+    # their weight shrinks by the kept fraction of the window.
+    np.testing.assert_allclose(updated.means[1:], state.means[1:], rtol=1e-6)
+    np.testing.assert_allclose(updated.variances[1:], state.variances[1:], rtol=1e-5)
+    np.testing.assert_allclose(updated.weights[1:], kept_counts[1:] / window, rtol=1e-5)
+    np.testing.assert_allclose(np.sum(updated.weights), 1.0, rtol=1e-6)
+
+
+def test_running_steps_reach_full_kmeans():
+    x, _ = _blobs(seed=3, n_per=400, n_clusters=5, spread=0.8)
+    init = KMeans(5, n_init=1, max_iter=1, random_state=0).fit(x[:50]).cluster_centers_
+    reference = KMeans(5, init=init, n_init=1, algorithm="lloyd").fit(x)
+    order = np.random.default_rng(0).permutation(x.shape[0])
+    step = jax.jit(cluster.running_step, static_argnums=(2, 3))
+    state = _state(init.astype(np.float32))
+    for _ in range(5):
+        for start in range(0, x.shape[0], 50):
+            state = step(state, x[order[start : start + 50]], "kmeans", 0.05, 1e-4)
+    np.testing.assert_allclose(state.means, reference.cluster_centers_, atol=0.15)
+    # The online means jitter with each minibatch, which moves a few points on
+    # the boundaries of the overlapping blobs.
+    labels = np.asarray(cluster.predict(state, x, "kmeans"))
+    assert np.mean(labels == reference.labels_) > 0.97
+
+
+def test_running_step_reseeds_a_forgotten_cluster():
+    x, _ = _blobs(n_per=20)
+    means = np.concatenate([x[[0, 20, 40]], np.full((1, 3), 1e3, np.float32)])
+    state = _state(means, weights=np.array([0.3, 0.3, 0.3, 0.1], np.float32))
+    for _ in range(3):
+        state = cluster.running_step(state, x, "kmeans", 1.0, 1e-4)
+    assert np.all(np.isfinite(np.asarray(state.means)))
+    assert np.all(np.abs(np.asarray(state.means)) < 100)
+    assert np.all(np.asarray(state.weights) > 0)
+
+
+def test_means_only_iteration_keeps_variances():
+    x, _ = _blobs()
+    state = _state(x[[0, 60, 110, 160]] + 0.5, np.full((4, 3), 7.0, np.float32))
+    full = cluster.kmeans_step(state, x)
+    means_only = cluster.kmeans_step(state, x, update_variances=False)
+    np.testing.assert_allclose(means_only.means, full.means, rtol=1e-6)
+    np.testing.assert_allclose(means_only.variances, 7.0)
+
+
+@pytest.mark.parametrize("method", ["kmeans", "gmm"])
+def test_refine_equals_repeated_steps(method):
+    x, _ = _blobs(spread=1.0)
+    state = _state(x[[0, 60, 110, 160]] + 0.5, np.full((4, 3), 2.0, np.float32))
+    expected = state
+    for _ in range(4):
+        expected = cluster.cluster_step(expected, x, method, 1e-3)
+    refined = jax.jit(cluster.refine, static_argnums=(2, 3))(state, x, method, 4, 1e-3)
+    for ours, reference in zip(refined, expected, strict=True):
+        np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-6)
+    assert cluster.refine(state, x, method, 0) is state

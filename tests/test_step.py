@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from dcan_jax import get_config, step
 
@@ -117,3 +118,26 @@ def test_total_variance_of_two_clusters():
     )
     # Within-cluster 0.5 plus between-cluster 1.0.
     np.testing.assert_allclose(step.total_variance(cluster), [1.5], rtol=1e-6)
+
+
+def test_running_update_needs_no_sample():
+    config, x, state = _setup(cluster_update="running", cluster_momentum=0.5)
+    new_state, metrics = step.train_step(state, x[:16])
+    assert set(metrics) == METRIC_NAMES
+    assert int(new_state.step) == 1
+    assert not np.allclose(new_state.cluster.means, state.cluster.means)
+    assert np.all(np.isfinite(np.asarray(new_state.cluster.variances)))
+
+
+def test_sample_update_without_sample_fails():
+    _, x, state = _setup()
+    with pytest.raises(ValueError, match="cluster_sample") as error:
+        step.train_step(state, x[:16])
+    assert "running" in str(error.value)
+
+
+def test_running_rate_matches_sample_window():
+    config = get_config("default", cluster_update="running")
+    expected = config.batch_size * (1 - config.cluster_momentum) / config.cluster_sample_size
+    assert config.running_cluster_rate == expected
+    assert get_config("paper", batch_size=1000).running_cluster_rate == 1.0

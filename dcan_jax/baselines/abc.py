@@ -20,7 +20,7 @@ from dcan_jax import cluster as clustering
 from dcan_jax import losses, nets
 from dcan_jax.baselines import autoencoder
 from dcan_jax.baselines.autoencoder import FineTuneState, PretrainedStart
-from dcan_jax.baselines.common import Hyperparameters, MethodOutput, refine_clustering
+from dcan_jax.baselines.common import Hyperparameters, MethodOutput
 from dcan_jax.baselines.config import BaselineConfig
 
 HYPERPARAMETERS = ("learning_rate", "cluster_weight")
@@ -75,7 +75,7 @@ def run_abc(
     encode = functools.partial(autoencoder.encode, config=config)
     state, history = autoencoder.fine_tune(state, key, x, objective, encode, tx, "kmeans", config)
     z = encode(state.params, x)
-    cluster = refine_clustering(
+    cluster = clustering.refine(
         state.cluster, z, "kmeans", network.final_cluster_iters, network.covariance_reg
     )
     return MethodOutput(clustering.predict(cluster, z, "kmeans"), history)

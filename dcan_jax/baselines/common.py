@@ -76,17 +76,6 @@ def fit_kmeans(
     return jax.tree.map(lambda leaf: leaf[best], states), histories[best]
 
 
-def refine_clustering(
-    state: clustering.ClusterState, z: jax.Array, method: str, n_iters: int, covariance_reg: float
-) -> clustering.ClusterState:
-    """Run `n_iters` warm-started E-M iterations of `method` over all of `z`."""
-
-    def iteration(_, state):
-        return clustering.cluster_step(state, z, method, covariance_reg)
-
-    return jax.lax.fori_loop(0, n_iters, iteration, state)
-
-
 def draw_rows(key: jax.Array, n_rows: int, n_samples: int) -> jax.Array:
     """Draw `n_rows` row indices in `[0, n_samples)` with replacement, int32.
 

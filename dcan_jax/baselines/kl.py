@@ -27,7 +27,7 @@ import optax
 from dcan_jax import cluster as clustering
 from dcan_jax import losses, nets
 from dcan_jax.baselines.autoencoder import FineTuneState, PretrainedStart, fine_tune
-from dcan_jax.baselines.common import Hyperparameters, MethodOutput, refine_clustering
+from dcan_jax.baselines.common import Hyperparameters, MethodOutput
 from dcan_jax.baselines.config import BaselineConfig
 from dcan_jax.config import DCANConfig
 
@@ -167,7 +167,7 @@ def run_dc_gmm(
 
     state, history = fine_tune(state, key, x, objective, encode_mean, tx, method, config)
     means = encode_mean(state.params, x)
-    cluster = refine_clustering(
+    cluster = clustering.refine(
         state.cluster, means, method, network.final_cluster_iters, network.covariance_reg
     )
     return MethodOutput(clustering.predict(cluster, means, method), history)
