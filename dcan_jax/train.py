@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from dcan_jax import cluster as clustering
 from dcan_jax import losses, nets
@@ -181,6 +182,7 @@ class FitResult:
     seeds: tuple[int, ...]
     compile_seconds: float
     train_seconds: float
+    n_devices: int = 1  # devices the seed axis was sharded over
 
 
 def _run_steps_over_seeds(state: TrainState, x: jax.Array, n_steps: int):
@@ -262,6 +264,27 @@ def _check_resume_state(state: TrainState, config: DCANConfig, n_seeds: int) -> 
         )
 
 
+def seed_mesh(n_seeds: int, devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """Return a 1-D mesh named "seeds" for sharding `n_seeds` runs.
+
+    It spans the largest number of `devices` (default: this process's devices)
+    that divides `n_seeds`, so every device holds the same number of seeds:
+    10 seeds on 8 devices use 5 of them, and a prime count of seeds above the
+    device count uses one.
+    """
+    devices = list(jax.local_devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("devices is empty; pass at least one device or None for all.")
+    n_used = max(d for d in range(1, len(devices) + 1) if n_seeds % d == 0)
+    return Mesh(np.array(devices[:n_used]), ("seeds",))
+
+
+def _shard_seeds(tree, mesh: Mesh):
+    """Place every array leaf of `tree` split along its leading (seed) axis."""
+    sharding = NamedSharding(mesh, PartitionSpec("seeds"))
+    return jax.tree.map(lambda leaf: jax.device_put(leaf, sharding), tree)
+
+
 def fit(
     x: np.ndarray,
     config: DCANConfig,
@@ -270,6 +293,7 @@ def fit(
     resume_from: TrainState | None = None,
     on_chunk: Callable[[TrainState, dict[str, np.ndarray]], None] | None = None,
     pretrained: dict | None = None,
+    devices: Sequence[jax.Device] | None = None,
 ) -> FitResult:
     """Train one DCAN model per seed, all seeds in one vmapped program.
 
@@ -287,6 +311,9 @@ def fit(
         the chunk's metrics, e.g. to write a checkpoint.
       pretrained: seed-stacked `{"encoder": ..., "decoder": ...}` parameters
         (leading axis `len(seeds)`) used instead of pretraining.
+      devices: devices to shard the seeds over, default all of this process's
+        devices; `seed_mesh` says how many are used. Each seed's result does
+        not depend on the devices.
 
     Returns:
       A `FitResult`.
@@ -299,8 +326,13 @@ def fit(
     if len(seeds) == 0:
         raise ValueError("seeds is empty; pass at least one seed.")
     phases = compiled_phases(config)
-    x = jnp.asarray(x, jnp.float32)
-    keys = jnp.stack([jax.random.key(int(seed)) for seed in seeds])
+    mesh = seed_mesh(len(seeds), devices)
+    x = jax.device_put(np.asarray(x, np.float32), NamedSharding(mesh, PartitionSpec()))
+    keys = _shard_seeds(jnp.stack([jax.random.key(int(seed)) for seed in seeds]), mesh)
+    if pretrained is not None:
+        pretrained = _shard_seeds(pretrained, mesh)
+    if resume_from is not None:
+        resume_from = _shard_seeds(resume_from, mesh)
 
     start = time.perf_counter()
     if resume_from is None and pretrained is not None:
@@ -353,6 +385,7 @@ def fit(
         seeds=tuple(int(s) for s in seeds),
         compile_seconds=compile_seconds,
         train_seconds=train_seconds + first_call_seconds,
+        n_devices=mesh.devices.size,
     )
 
 

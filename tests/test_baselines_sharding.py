@@ -51,6 +51,15 @@ SCRIPT = textwrap.dedent(
         "kmeans", x, kmeans_config, seeds=[0, 1, 2], devices=jax.devices()[:1]
     )
     arrays = {"n_visible_devices": np.array(len(jax.devices())), "kmeans": kmeans.labels}
+    # DCAN shards its seed axis in train.fit: 6 seeds use 3 of the 4 devices.
+    dcan_seeds = [0, 1, 2, 3, 4, 5]
+    dcan = baselines.run_dcan(x, network, dcan_seeds)
+    dcan_single = baselines.run_dcan(x, network, dcan_seeds, devices=jax.devices()[:1])
+    arrays["dcan_devices"] = np.array(dcan.n_devices)
+    arrays["dcan_labels"] = dcan.labels
+    arrays["dcan_single_labels"] = dcan_single.labels
+    arrays["dcan_loss"] = dcan.history["discriminator_loss"]
+    arrays["dcan_single_loss"] = dcan_single.history["discriminator_loss"]
     for name, result in (("sharded", sharded), ("single", single)):
         arrays[f"{name}_labels"] = result.labels
         arrays[f"{name}_devices"] = np.array(result.n_devices)
@@ -107,6 +116,17 @@ def test_sharded_history_matches_single_device(sharded_run):
             atol=1e-7,
             err_msg=name,
         )
+
+
+def test_dcan_seeds_shard_over_dividing_devices(sharded_run):
+    assert int(sharded_run["dcan_devices"]) == 3
+
+
+def test_sharded_dcan_matches_single_device(sharded_run):
+    np.testing.assert_array_equal(sharded_run["dcan_labels"], sharded_run["dcan_single_labels"])
+    np.testing.assert_allclose(
+        sharded_run["dcan_loss"], sharded_run["dcan_single_loss"], rtol=1e-5, atol=1e-7
+    )
 
 
 WORKER = textwrap.dedent(

@@ -146,3 +146,14 @@ def test_pretrained_parameters_replace_pretraining(embedded_digits):
     np.testing.assert_allclose(
         first.state.cluster.means, second.state.cluster.means, rtol=1e-5, atol=1e-5
     )
+
+
+def test_seed_mesh_rejects_empty_devices():
+    with pytest.raises(ValueError, match="devices is empty"):
+        train.seed_mesh(4, devices=[])
+
+
+def test_seed_mesh_on_one_device():
+    mesh = train.seed_mesh(7)
+    assert mesh.devices.size == 1
+    assert mesh.axis_names == ("seeds",)

@@ -387,6 +387,7 @@ def run_dcan(
     method_name: str = "dcan",
     log_fn: Callable[[int, dict[str, float]], None] | None = None,
     pretrained: Pretrained | None = None,
+    devices: Sequence[jax.Device] | None = None,
 ) -> RunResult:
     """Train DCAN with `train.fit` (all seeds vmapped) and return a `RunResult`.
 
@@ -399,6 +400,8 @@ def run_dcan(
       pretrained: autoencoders from `pretrain` with the same autoencoder
         settings, passed to `train.fit` instead of pretraining again. For the
         same seed, `train.fit` would pretrain the same autoencoder.
+      devices: devices to shard the seeds over (this process's devices only);
+        `train.seed_mesh` says how many are used.
 
     Raises:
       ValueError: when `pretrained` has another autoencoder or lacks a seed.
@@ -407,9 +410,7 @@ def run_dcan(
     autoencoders = None
     if pretrained is not None:
         autoencoders = _pretrained_autoencoders(pretrained, config, seeds)
-    # NOTE: `train.fit` places its arrays on the default device, so DCAN runs
-    # use one device even when several are present; the baselines shard.
-    result = train.fit(x, config, seeds, log_fn=log_fn, pretrained=autoencoders)
+    result = train.fit(x, config, seeds, log_fn=log_fn, pretrained=autoencoders, devices=devices)
     start = time.perf_counter()
     labels = train.predict(result.state, x)
     predict_seconds = time.perf_counter() - start
@@ -421,5 +422,5 @@ def run_dcan(
         history=dict(result.history),
         compile_seconds=result.compile_seconds,
         run_seconds=result.train_seconds + predict_seconds,
-        n_devices=1,
+        n_devices=result.n_devices,
     )
