@@ -36,7 +36,7 @@ from dcan_jax import baselines, metrics, train
 from dcan_jax import config as config_lib
 from dcan_jax import data as data_lib
 from dcan_jax.data import Dataset
-from experiments import table2_report
+from experiments import pretraining, table2_report
 from experiments.common import summarize
 
 logger = logging.getLogger("experiments.table2")
@@ -105,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--out", default="docs", help="folder of table2.json, table2.csv and table2.md"
+    )
+    parser.add_argument(
+        "--cache-dir",
+        default=None,
+        help="read and write pretrained autoencoders here, per dataset and seed, as the "
+        "other experiments do (e.g. runs/cache); default: pretrain every run",
     )
     return parser
 
@@ -253,8 +259,13 @@ def run_dataset(
     grids: Sequence[tuple[str, str, list[float]]],
     base: dict[str, Any],
     quick: bool,
+    cache_dir: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every method (and grid) on one dataset; return one record each."""
+    """Run every method (and grid) on one dataset; return one record each.
+
+    With `cache_dir`, the shared autoencoders are read from (or pretrained into)
+    that folder, keyed by dataset, seed and autoencoder settings.
+    """
     x, y = dataset.x_train, dataset.y_train
     config = baseline_config(dataset_name, quick)
     shares_autoencoder = [
@@ -264,8 +275,13 @@ def run_dataset(
     ]
     pretrained = None
     if shares_autoencoder or grids:
+        autoencoders = None
+        if cache_dir is not None:
+            autoencoders = pretraining.pretrained_autoencoders(
+                dataset, config.network, seeds, cache_dir
+            )
         logger.info("%s: pretraining %d autoencoders", dataset_name, len(seeds))
-        pretrained = baselines.pretrain(x, config, seeds)
+        pretrained = baselines.pretrain(x, config, seeds, autoencoders=autoencoders)
         base = {**base, "pretrain_seconds": pretrained.compile_seconds + pretrained.run_seconds}
     records = []
     for method in methods:
@@ -365,7 +381,9 @@ def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
             "versions": {"jax": jax.__version__, "python": platform.python_version()},
             "date": datetime.date.today().isoformat(),
         }
-        records += run_dataset(dataset, name, args.methods, seeds, grids, base, args.quick)
+        records += run_dataset(
+            dataset, name, args.methods, seeds, grids, base, args.quick, args.cache_dir
+        )
     # With several processes every one has the same records, and one writes them.
     if records and jax.process_index() == 0:
         table2_report.write_outputs(pathlib.Path(args.out), records)

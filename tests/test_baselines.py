@@ -265,3 +265,11 @@ def test_pretrained_must_cover_seeds_and_settings(digits, config, pretrained):
 def test_baseline_config_rejects_invalid_values(changes, message):
     with pytest.raises(ValueError, match=message):
         baselines.BaselineConfig().replace(**changes)
+
+
+def test_pretrain_from_given_autoencoders(digits, config, pretrained):
+    again = baselines.pretrain(digits[0], config, SEEDS, autoencoders=pretrained.start.params)
+    np.testing.assert_allclose(again.start.cluster.means, pretrained.start.cluster.means, rtol=1e-5)
+    np.testing.assert_allclose(again.start.inertia, pretrained.start.inertia, rtol=1e-5)
+    assert again.start.pretrain_losses.shape == pretrained.start.pretrain_losses.shape
+    assert np.all(np.isnan(again.start.pretrain_losses))

@@ -64,17 +64,39 @@ def pretrained_start(key: jax.Array, x: jax.Array, config: BaselineConfig) -> Pr
       x: training inputs, shape `(n_samples, n_features)`.
       config: baseline settings (static).
     """
+    state, pretrain_losses = train.init_run(key, x, config.network)
+    return _cluster_encoding(state.autoencoder_params, key, x, config, pretrain_losses)
+
+
+def start_from_autoencoder(
+    params: dict, key: jax.Array, x: jax.Array, config: BaselineConfig
+) -> PretrainedStart:
+    """Cluster the encoding of `x` by an autoencoder pretrained elsewhere.
+
+    With the parameters `pretrained_start` would pretrain for `key`, the result
+    equals its result, except that the pretraining losses are unknown (NaN).
+
+    Args:
+      params: `{"encoder": ..., "decoder": ...}` of `config.network`'s shape.
+      key: the run's PRNG key.
+      x: training inputs, shape `(n_samples, n_features)`.
+      config: baseline settings (static).
+    """
+    unknown_losses = jnp.full((config.network.pretrain_epochs,), jnp.nan, jnp.float32)
+    return _cluster_encoding(params, key, x, config, unknown_losses)
+
+
+def _cluster_encoding(params, key, x, config, pretrain_losses) -> PretrainedStart:
     network = config.network
-    state, pretrain_losses = train.init_run(key, x, network)
     cluster, inertia = fit_kmeans(
         jax.random.fold_in(key, KMEANS_STREAM),
-        train.encode(state, x),
+        nets.apply_encoder(params["encoder"], x, network),
         network.n_clusters,
         config.kmeans_iters,
         config.kmeans_restarts,
         network.covariance_reg,
     )
-    return PretrainedStart(state.autoencoder_params, cluster, pretrain_losses, inertia)
+    return PretrainedStart(params, cluster, pretrain_losses, inertia)
 
 
 def encode(params: dict, x: jax.Array, config: BaselineConfig) -> jax.Array:

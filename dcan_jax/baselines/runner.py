@@ -236,6 +236,7 @@ def pretrain(
     config: BaselineConfig,
     seeds: Sequence[int] = (0,),
     devices: Sequence[jax.Device] | None = None,
+    autoencoders: dict | None = None,
 ) -> Pretrained:
     """Pretrain one autoencoder per seed and fit k-means on its encoding.
 
@@ -246,6 +247,9 @@ def pretrain(
       config: baseline settings; `network` gives the autoencoder.
       seeds: integer seeds.
       devices: devices to shard the seeds over.
+      autoencoders: seed-stacked `{"encoder": ..., "decoder": ...}` parameters
+        (leading axis `len(seeds)`) pretrained elsewhere, e.g. read from a
+        cache; only the k-means fits run then.
     """
     x = np.asarray(x, np.float32)
     _check_inputs(x, config, seeds)
@@ -253,11 +257,16 @@ def pretrain(
     padded = _padded([int(seed) for seed in seeds], mesh.devices.size)
     seed_array = _shard_runs(_seed_array(padded), mesh)
     x_replicated = _replicate(x, mesh)
-    program = _pretrain_program(config)
-    cache_key = _cache_key("pretrain", config, mesh, seed_array, x_replicated)
-    executable, compile_seconds = _executable(program, cache_key, seed_array, x_replicated)
+    if autoencoders is None:
+        program, args = _pretrain_program(config), (seed_array, x_replicated)
+    else:
+        rows = np.array(_padded(list(range(len(seeds))), mesh.devices.size))
+        params = _shard_runs(jax.tree.map(lambda leaf: np.asarray(leaf)[rows], autoencoders), mesh)
+        program, args = _start_program(config), (params, seed_array, x_replicated)
+    cache_key = _cache_key("pretrain", config, mesh, *args)
+    executable, compile_seconds = _executable(program, cache_key, *args)
     start = time.perf_counter()
-    output = jax.block_until_ready(executable(seed_array, x_replicated))
+    output = jax.block_until_ready(executable(*args))
     run_seconds = time.perf_counter() - start
     n_seeds = len(seeds)
     output = jax.tree.map(lambda leaf: leaf[:n_seeds], output)
@@ -268,6 +277,12 @@ def pretrain(
 def _pretrain_program(config: BaselineConfig) -> Callable:
     start = _keyed(functools.partial(autoencoder.pretrained_start, config=config), False)
     return jax.jit(jax.vmap(start, in_axes=(0, None)))
+
+
+@functools.lru_cache(maxsize=8)
+def _start_program(config: BaselineConfig) -> Callable:
+    start = _keyed(functools.partial(autoencoder.start_from_autoencoder, config=config), True)
+    return jax.jit(jax.vmap(start, in_axes=(0, 0, None)))
 
 
 def _starts_for_runs(pretrained: Pretrained, config: BaselineConfig, run_seeds: list[int]):
