@@ -5,8 +5,8 @@ same machine, so the noise of a shared machine cancels in part. The modules:
 
 - `training`: DCAN steps compiled in one `lax.scan` vs a Python loop of the
   jitted `train_step`, seed scaling under `jax.vmap`, floating-point work per
-  step against a large matmul, and the share of step time spent on the
-  clustering sample.
+  step against a large matmul, and steps with running cluster statistics vs
+  a fresh clustering sample.
 - `clustering` (with `clustering_case`, one subprocess per case): the jitted
   k-means and GMM iterations vs scikit-learn and faiss.
 - `peers` (with `clustpy_peer`, run in a separate PyTorch environment): ABC and

@@ -15,12 +15,16 @@ scikit-learn and faiss are timed on whole fits of `--iterations A B`
 iterations. The difference of the two times divided by the difference of the
 iteration counts is the time of one iteration, free of the fixed costs of a
 fit (input checks, copies, the final assignment). The jitted dcan_jax step is
-timed per call, after its compilation, which is reported on its own.
+timed per call, after its compilation, which is reported on its own. Its
+k-means case times the means-only Lloyd iteration, the work of scikit-learn's
+and faiss's iterations, and then the full `kmeans_step`, which also updates
+the per-cluster variances.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import os
@@ -150,22 +154,14 @@ def run_faiss(algorithm, x, initial_means, iterations, repeats, threads=None):
     return _time_fits(fit, iterations, repeats)
 
 
-def run_jax(algorithm, x, initial_means, iterations, repeats, threads=None):
-    if threads is not None:
-        raise ValueError("--threads is not supported for jax; XLA uses every core.")
+def _time_jax_iterations(step, state, z, iterations, repeats):
+    """Compile `step` and time `iterations[1] - iterations[0]` calls after a warm-up call.
+
+    Returns:
+      Seconds per iteration (best of `repeats`), compile seconds and the compiled step.
+    """
     import jax
-    import jax.numpy as jnp
 
-    from dcan_jax import cluster
-
-    step = jax.jit(cluster.kmeans_step if algorithm == "kmeans" else cluster.gmm_step)
-    n_clusters = initial_means.shape[0]
-    state = cluster.ClusterState(
-        means=jnp.asarray(initial_means),
-        variances=jnp.ones_like(initial_means),
-        weights=jnp.full((n_clusters,), 1.0 / n_clusters, jnp.float32),
-    )
-    z = jax.device_put(x)
     start = time.perf_counter()
     compiled = step.lower(state, z, COVARIANCE_REG).compile()
     compile_seconds = time.perf_counter() - start
@@ -183,28 +179,78 @@ def run_jax(algorithm, x, initial_means, iterations, repeats, threads=None):
         start = time.perf_counter()
         run(n_timed)
         best = min(best, time.perf_counter() - start)
+    return best / n_timed, compile_seconds, compiled
+
+
+def run_jax(algorithm, x, initial_means, iterations, repeats, threads=None):
+    """Time the jitted dcan_jax iteration of `algorithm`.
+
+    For k-means the timed iteration is `kmeans_step(..., update_variances=False)`,
+    the means-only Lloyd iteration that scikit-learn and faiss run. The full
+    `kmeans_step`, which also updates the variances, is timed after it and
+    reported as `full_iteration_s`. `peak_rss_mb` is read before the full
+    iteration runs, so it is the means-only iteration's peak.
+    """
+    if threads is not None:
+        raise ValueError("--threads is not supported for jax; XLA uses every core.")
+    import jax
+    import jax.numpy as jnp
+
+    from dcan_jax import cluster
+
+    if algorithm == "kmeans":
+        step = jax.jit(functools.partial(cluster.kmeans_step, update_variances=False))
+    else:
+        step = jax.jit(cluster.gmm_step)
+    n_clusters = initial_means.shape[0]
+    state = cluster.ClusterState(
+        means=jnp.asarray(initial_means),
+        variances=jnp.ones_like(initial_means),
+        weights=jnp.full((n_clusters,), 1.0 / n_clusters, jnp.float32),
+    )
+    z = jax.device_put(x)
+    iteration_seconds, compile_seconds, compiled = _time_jax_iterations(
+        step, state, z, iterations, repeats
+    )
     # Means after each of the B iterations, to compare with fits of any length.
     means_by_iteration, current = [], state
     for _ in range(iterations[1]):
         current = compiled(current, z, COVARIANCE_REG)
         means_by_iteration.append(np.asarray(current.means, np.float64).tolist())
-    profile = profile_kmeans_step(z, state, repeats + 1) if algorithm == "kmeans" else None
-    return {
-        "profile_s": profile,
-        "seconds": [None, best],
-        "n_iter": [None, n_timed],
-        "iteration_s": best / n_timed,
+    result = {
+        "profile_s": None,
+        "seconds": [None, iteration_seconds * (iterations[1] - iterations[0])],
+        "n_iter": [None, iterations[1] - iterations[0]],
+        "iteration_s": iteration_seconds,
         "compile_s": compile_seconds,
         "means": np.asarray(current.means),
         "means_by_iteration": means_by_iteration,
+        "peak_rss_mb": peak_rss_mb(),
     }
+    if algorithm == "kmeans":
+        full_seconds, full_compile_seconds, full_step = _time_jax_iterations(
+            jax.jit(cluster.kmeans_step), state, z, iterations, repeats
+        )
+        full = state
+        for _ in range(iterations[1]):
+            full = full_step(full, z, COVARIANCE_REG)
+        result["full_iteration_s"] = full_seconds
+        result["full_compile_s"] = full_compile_seconds
+        result["full_peak_rss_mb"] = peak_rss_mb()
+        result["full_means_max_difference"] = float(
+            np.max(np.abs(np.asarray(full.means) - np.asarray(current.means)))
+        )
+        result["profile_s"] = profile_kmeans_step(z, state, repeats + 1)
+    return result
 
 
 def profile_kmeans_step(z, state, repeats: int) -> dict[str, float]:
     """Time the parts of one jitted k-means iteration, each as its own program.
 
-    The M-step's two products with the one-hot assignments are timed as
-    `kmeans_step` writes them, and the same sums as segment sums for comparison.
+    The parts are the means-only iteration's distances and assignment (with
+    the product `z @ means.T` on its own), its M-step product `one_hot.T @ z`,
+    the same sums as a segment sum for comparison, and the product
+    `one_hot.T @ z**2` that only the full iteration computes.
     """
     import jax
     import jax.numpy as jnp
@@ -219,15 +265,13 @@ def profile_kmeans_step(z, state, repeats: int) -> dict[str, float]:
             lambda z, means: jnp.argmin(cluster.squared_distances(z, means), axis=1),
             (z, state.means),
         ),
+        "z_times_means_transposed": (lambda z, means: z @ means.T, (z, state.means)),
         "one_hot_times_z": (lambda one_hot, z: one_hot.T @ z, (one_hot, z)),
-        "one_hot_times_z_squared": (lambda one_hot, z: one_hot.T @ z**2, (one_hot, z)),
-        "segment_sums_of_z_and_z_squared": (
-            lambda labels, z: (
-                jax.ops.segment_sum(z, labels, n_clusters),
-                jax.ops.segment_sum(z * z, labels, n_clusters),
-            ),
+        "segment_sum_of_z": (
+            lambda labels, z: jax.ops.segment_sum(z, labels, n_clusters),
             (assignments, z),
         ),
+        "one_hot_times_z_squared": (lambda one_hot, z: one_hot.T @ z**2, (one_hot, z)),
     }
     seconds = {}
     for name, (function, args) in parts.items():
@@ -295,7 +339,8 @@ def main(argv: list[str] | None = None) -> None:
         **result,
         "data_mb": x.nbytes / 2**20,
         "rss_after_data_mb": rss_before,
-        "peak_rss_mb": peak_rss_mb(),
+        # The jax runner reads its peak itself, before its second variant runs.
+        "peak_rss_mb": result.get("peak_rss_mb", peak_rss_mb()),
         # Means after the longer fit, to check that the libraries did the same work.
         "final_means": means.tolist(),
     }

@@ -2,7 +2,7 @@
 
 All inputs are uniform random matrices of the shape of each dataset, because
 speed does not depend on the values. Each timing is the best of several
-repeats. `scan_vs_loop` and `cluster_sample_share` time the programs they
+repeats. `scan_vs_loop` and `running_vs_sample` time the programs they
 compare alternately, so a burst of load from other processes hits both.
 """
 
@@ -41,6 +41,8 @@ N_SAMPLES = 10_000
 MATMUL_SIZE = 2048
 
 _run_steps = jax.jit(train.run_steps, static_argnums=2)
+# One module-level jit, so sections that start the same config share its compilation.
+_init_run = jax.jit(train.init_run, static_argnames="config")
 
 
 @functools.partial(jax.jit, static_argnames=("batch_size", "cluster_sample_size"))
@@ -59,7 +61,7 @@ def random_inputs(n_samples: int, n_features: int, seed: int = 0) -> jax.Array:
 
 def initial_state(config: DCANConfig, x: jax.Array, seed: int = 1) -> step.TrainState:
     """Return the state before the first DCAN step of one seed."""
-    state, _ = jax.jit(functools.partial(train.init_run, config=config))(jax.random.key(seed), x)
+    state, _ = _init_run(jax.random.key(seed), x, config=config)
     return jax.block_until_ready(state)
 
 
@@ -75,13 +77,17 @@ def run_python_loop(state, x, n_steps: int, read_metric: bool) -> step.TrainStat
         batch, sample = draw_step_inputs(
             data_key, index, x, config.batch_size, config.cluster_sample_size
         )
-        state, metrics = step.train_step(state, batch, sample)
+        if config.cluster_update == "running":
+            state, metrics = step.train_step(state, batch)
+        else:
+            state, metrics = step.train_step(state, batch, sample)
         if read_metric:
             float(metrics["encoder_loss"])
     return jax.block_until_ready(state)
 
 
-def _cost_flops(compiled) -> float:
+def compiled_flops(compiled) -> float:
+    """Return XLA's FLOP count of a compiled program, NaN where it reports none."""
     costs = compiled.cost_analysis()
     # Older jaxlib versions return one dict per device program.
     if isinstance(costs, (list, tuple)):
@@ -113,6 +119,8 @@ def scan_vs_loop(
     batch, sample = draw_step_inputs(
         jax.random.key(2), 0, x, config.batch_size, config.cluster_sample_size
     )
+    if config.cluster_update == "running":
+        sample = None
     step_program, step_compile = timed_compile(step.train_step, state, batch, sample)
     # Fill the jit caches the loop uses (train_step compiles again through its
     # dispatch path), so no timed run includes compilation.
@@ -133,7 +141,7 @@ def scan_vs_loop(
         "scan_step_s": min(scan) / n_steps,
         "loop_step_s": min(loop) / n_steps,
         "synced_loop_step_s": min(synced) / n_steps,
-        "xla_flops_per_step": _cost_flops(step_program),
+        "xla_flops_per_step": compiled_flops(step_program),
         "load_average": load_average(),
     }
 
@@ -150,10 +158,13 @@ def seed_scaling(
     config = get_config(name)
     x = random_inputs(N_SAMPLES, n_features)
     phases = train.compiled_phases(config)
+    # Each seed's start depends on its key alone, so the first n seeds of one
+    # initialisation equal an initialisation of n seeds, and init compiles once.
+    keys = jnp.stack([jax.random.key(seed) for seed in range(max(seed_counts))])
+    all_seeds, _ = jax.block_until_ready(phases["init"](keys, x))
     records = []
     for n_seeds in seed_counts:
-        keys = jnp.stack([jax.random.key(seed) for seed in range(n_seeds)])
-        state, _ = jax.block_until_ready(phases["init"](keys, x))
+        state = jax.tree.map(lambda leaf, n=n_seeds: leaf[:n], all_seeds)
         program, compile_seconds = timed_compile(phases["steps"], state, x, n_steps)
         call_blocking(program, state, x)
         seconds = best_time(functools.partial(call_blocking, program, state, x), repeats)
@@ -176,9 +187,12 @@ def dense_flops(widths: Sequence[int], n_rows: int) -> int:
 def matmul_flops_per_step(config: DCANConfig, n_features: int) -> dict[str, int]:
     """Estimate the matmul FLOPs of one DCAN step from the layer widths.
 
-    A backward pass counts twice its forward pass (gradients of inputs and of
-    weights). Element-wise work, the random draws and the optimizers are left
-    out, so this is a lower bound of the step's floating-point work.
+    A backward pass computes weight gradients and input gradients, each at the
+    cost of the forward pass, except where nothing uses them. No update needs
+    the input gradient of its networks' first layer, and the encoder objective
+    differentiates the discriminator only with respect to its input.
+    Element-wise work, the random draws and the optimizers are left out, so
+    this is a lower bound of the step's floating-point work.
     """
     encoder = (n_features, *config.encoder_widths)
     discriminator_in = config.latent_size + (
@@ -187,19 +201,41 @@ def matmul_flops_per_step(config: DCANConfig, n_features: int) -> dict[str, int]
     discriminator = (discriminator_in, *config.discriminator_widths, 1)
     decoder = (config.latent_size, *config.resolved_decoder_widths, n_features)
     batch, sample = config.batch_size, config.cluster_sample_size
-    # Distances, the M-step's sums of z and z**2, and the sample's assignment
-    # for the cluster-size metrics: four (sample, latent) x (latent, K) products.
-    clustering = 4 * 2 * sample * config.latent_size * config.n_clusters
+
+    # One (rows, latent) x (latent, K) product for a k-means E-step or
+    # assignment, two for a GMM's (squares and points against the precisions).
+    assignment_products = 1 if config.cluster_method == "kmeans" else 2
+    product_flops = 2 * config.latent_size * config.n_clusters
+    # Every update has an E-step and two weighted sums (of z, and of z**2 or
+    # of squared deviations). The minibatch is assigned under the updated
+    # clustering to pick its positives. The cluster-size metrics assign the
+    # update's points too, which for the running update are the minibatch again.
+    if config.cluster_update == "running":
+        clustering = batch * (2 * assignment_products + 2) * product_flops
+        sample_encoding = 0
+    else:
+        sample_products = sample * (2 * assignment_products + 2)
+        clustering = (sample_products + batch * assignment_products) * product_flops
+        sample_encoding = dense_flops(encoder, sample)
+
+    def first_layer(widths, rows):
+        return dense_flops(widths[:2], rows)
+
+    encoder_flops = dense_flops(encoder, batch)
+    discriminator_flops = dense_flops(discriminator, batch)
     decoder_flops = dense_flops(decoder, batch) if config.reconstruction_weight > 0 else 0
     return {
-        "cluster_sample_encoding": dense_flops(encoder, sample),
+        "cluster_sample_encoding": sample_encoding,
         "clustering_update": clustering,
-        # Forward on positives and encoded points, then their backward passes.
-        "discriminator_update": 3 * 2 * dense_flops(discriminator, batch),
-        # The minibatch is encoded once for the assignment and once inside the
-        # encoder objective, whose backward runs through discriminator and decoder.
-        "encoder_update": dense_flops(encoder, batch)
-        + 3 * (dense_flops(encoder, batch) + dense_flops(discriminator, batch) + decoder_flops),
+        # Forward and backward on the positives and the encoded points.
+        "discriminator_update": 2 * (3 * discriminator_flops - first_layer(discriminator, batch)),
+        # The minibatch is encoded once, and its backward pass runs after the
+        # encoder objective's forward and backward passes through the
+        # discriminator (input gradients only) and the decoder.
+        "encoder_update": 3 * encoder_flops
+        - first_layer(encoder, batch)
+        + 2 * discriminator_flops
+        + 3 * decoder_flops,
     }
 
 
@@ -244,37 +280,46 @@ def step_matmul_rates(config: DCANConfig, n_features: int, repeats: int) -> list
     return records
 
 
-def cluster_sample_share(
+def running_vs_sample(
     name: str, n_features: int, n_steps: int, repeats: int, config: DCANConfig | None = None
 ) -> dict[str, Any]:
-    """Time steps with the configured clustering sample and with one of minibatch size.
+    """Time the compiled scan with `cluster_update="sample"` and with "running".
 
-    A clustering update fed by the encoded minibatch (running statistics) would
-    encode no extra sample, so the step time at `cluster_sample_size =
-    batch_size` estimates the step time of that design.
+    The two programs run alternately within each repeat, so load from other
+    processes hits both. Both start from the same initial state.
+
+    Returns:
+      Seconds per step of each (best of `repeats`), their ratio sample /
+      running, compile seconds of each scan and the matmul FLOP estimate of
+      each step.
     """
     config = config or get_config(name)
-    small = config.replace(cluster_sample_size=config.batch_size)
     x = random_inputs(N_SAMPLES, n_features)
-    programs = {}
-    for label, variant in (("full", config), ("batch", small)):
-        state = initial_state(variant, x)
-        program, _ = timed_compile(_run_steps, state, x, n_steps)
-        call_blocking(program, state, x)
-        programs[label] = (program, state)
-    times = {label: [] for label in programs}
+    state = initial_state(config, x)
+    variants = {mode: config.replace(cluster_update=mode) for mode in ("sample", "running")}
+    programs, compile_seconds = {}, {}
+    for mode, variant in variants.items():
+        variant_state = state.replace(config=variant)
+        program, compile_seconds[mode] = timed_compile(_run_steps, variant_state, x, n_steps)
+        call_blocking(program, variant_state, x)
+        programs[mode] = (program, variant_state)
+    times = {mode: [] for mode in programs}
     for _ in range(repeats):
-        for label, (program, state) in programs.items():
-            times[label].append(blocking_seconds(program, state, x))
-    full, batch = min(times["full"]) / n_steps, min(times["batch"]) / n_steps
+        for mode, (program, variant_state) in programs.items():
+            times[mode].append(blocking_seconds(program, variant_state, x))
+    sample_step, running_step = (min(times[mode]) / n_steps for mode in ("sample", "running"))
     return {
         "config": name,
-        "matmul_flops": sum(matmul_flops_per_step(config, n_features).values()),
-        "batch_sample_matmul_flops": sum(matmul_flops_per_step(small, n_features).values()),
+        "n_steps": n_steps,
         "cluster_sample_size": config.cluster_sample_size,
         "batch_size": config.batch_size,
-        "step_s": full,
-        "batch_sample_step_s": batch,
-        "sample_share": 1.0 - batch / full,
+        "running_cluster_rate": variants["running"].running_cluster_rate,
+        "sample_compile_s": compile_seconds["sample"],
+        "running_compile_s": compile_seconds["running"],
+        "sample_step_s": sample_step,
+        "running_step_s": running_step,
+        "speedup": sample_step / running_step,
+        "sample_matmul_flops": matmul_flops_per_step(variants["sample"], n_features),
+        "running_matmul_flops": matmul_flops_per_step(variants["running"], n_features),
         "load_average": load_average(),
     }
