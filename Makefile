@@ -35,12 +35,12 @@ $(TORCH_ENV)/installed: benchmarks/requirements-torch.txt
 
 bench-torch-env: $(TORCH_ENV)/installed
 
-# Writes docs/benchmarks.md. If the PyTorch environment cannot be installed,
-# the page records that the ClustPy comparison did not run.
+# Writes docs/benchmarks.md and its raw results, docs/benchmarks.json. If the
+# PyTorch environment cannot be installed, the page records that the ClustPy comparison did not run.
 bench: install
 	$(VENV_PY) -m pip install --quiet -e '.[bench]'
 	-$(MAKE) bench-torch-env
-	$(VENV_PY) -m benchmarks $(ARGS)
+	$(VENV_PY) -m benchmarks --json docs/benchmarks.json $(ARGS)
 
 clean:
 	rm -rf .venv $(TORCH_ENV) build *.egg-info .pytest_cache
