@@ -36,7 +36,8 @@ $(TORCH_ENV)/installed: benchmarks/requirements-torch.txt
 bench-torch-env: $(TORCH_ENV)/installed
 
 # Writes docs/benchmarks.md and its raw results, docs/benchmarks.json. If the
-# PyTorch environment cannot be installed, the page records that the ClustPy comparison did not run.
+# PyTorch environment cannot be installed, the page records that the ClustPy
+# comparison did not run.
 bench: install
 	$(VENV_PY) -m pip install --quiet -e '.[bench]'
 	-$(MAKE) bench-torch-env
