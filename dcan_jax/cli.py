@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import datetime
 import hashlib
 import json
@@ -25,10 +26,11 @@ import logging
 import os
 import pathlib
 import shlex
+import signal
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -710,9 +712,15 @@ def _fit_command(args: argparse.Namespace) -> int:
     reporter = ProgressReporter(config.n_steps, start_step)
     started = time.perf_counter()
     try:
-        model.fit_with_callbacks(
-            x, log_fn=reporter.update, on_chunk=recorder.on_chunk, resume_from=resume_state
-        )
+        with _interrupt_between_chunks() as stop_if_requested:
+
+            def on_chunk(state, chunk):
+                recorder.on_chunk(state, chunk)
+                stop_if_requested()
+
+            model.fit_with_callbacks(
+                x, log_fn=reporter.update, on_chunk=on_chunk, resume_from=resume_state
+            )
     except KeyboardInterrupt:
         reporter.close()
         return _interrupted(args, out, recorder, record)
@@ -728,6 +736,36 @@ def _fit_command(args: argparse.Namespace) -> int:
             writer.close()
     recorder.save_latest()
     return _finish_fit(args, out, model, x, y_true, record, time.perf_counter() - started)
+
+
+@contextlib.contextmanager
+def _interrupt_between_chunks() -> Iterator[Callable[[], None]]:
+    """Defer Ctrl-C during training to the end of the current chunk.
+
+    A KeyboardInterrupt raised at an arbitrary point can land inside a running
+    XLA computation, and saving the state from there can wait forever. The
+    first SIGINT only sets a flag. The yielded function raises
+    KeyboardInterrupt when the flag is set, and the training loop calls it
+    after each chunk's checkpoint. A second SIGINT interrupts at once.
+    """
+    requested = False
+
+    def handler(signum, frame):
+        nonlocal requested
+        if requested:
+            raise KeyboardInterrupt
+        requested = True
+        print("Stopping after this chunk; press Ctrl-C again to stop now.", file=sys.stderr)
+
+    def stop_if_requested() -> None:
+        if requested:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop_if_requested
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _interrupted(args, out: pathlib.Path, recorder: RunRecorder, record: dict) -> int:

@@ -408,3 +408,20 @@ def test_progress_lines_without_a_terminal(caplog):
         reporter.update(20, {"discriminator_loss": 0.9})
     assert "step 10/30  rate unknown  ETA unknown" in caplog.records[0].getMessage()
     assert "steps/s  ETA 00:00" in caplog.records[1].getMessage()
+
+
+def test_first_ctrl_c_waits_for_the_chunk():
+    with cli._interrupt_between_chunks() as stop_if_requested:
+        stop_if_requested()  # nothing requested yet
+        os.kill(os.getpid(), signal.SIGINT)
+        with pytest.raises(KeyboardInterrupt):
+            stop_if_requested()
+
+
+def test_second_ctrl_c_stops_at_once():
+    with cli._interrupt_between_chunks():
+        os.kill(os.getpid(), signal.SIGINT)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
