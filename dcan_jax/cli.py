@@ -743,8 +743,8 @@ def _interrupt_between_chunks() -> Iterator[Callable[[], None]]:
     """Defer Ctrl-C during training to the end of the current chunk.
 
     A KeyboardInterrupt raised at an arbitrary point can land inside a running
-    XLA computation, and saving the state from there can wait forever. The
-    first SIGINT only sets a flag. The yielded function raises
+    XLA computation. Under heavy load, a fit interrupted that way once did not
+    exit within two minutes. So the first SIGINT only sets a flag. The yielded function raises
     KeyboardInterrupt when the flag is set, and the training loop calls it
     after each chunk's checkpoint. A second SIGINT interrupts at once.
     """
