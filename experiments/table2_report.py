@@ -188,7 +188,9 @@ def _mode_section(records: list[dict[str, Any]], mode: str) -> list[str]:
     first = records[0]
     lines.append(
         f"Machine: {first['device']}; jax {first['versions']['jax']}. "
-        f"Pretraining of the shared autoencoders is timed separately: "
+        "Pretraining the shared autoencoders and fitting k-means on them (with "
+        "`--cache-dir`, reading them from the cache instead of pretraining) is timed "
+        "separately: "
         + ", ".join(
             f"{DATASET_TITLES.get(d, d)} {s:.0f} s"
             for d, s in sorted(
