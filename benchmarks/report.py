@@ -1115,16 +1115,16 @@ The target compares one seed of the `default` configuration on the 60,000
 MNIST training images, pretraining included, with one seed of ClustPy's DEC
 (20 pretraining and 20 clustering epochs): at most
 {TARGET_TIME_TO_ACCURACY:.2f}x. Neither full run fits into a benchmark, so both
-are estimated from this run's own measurements: epoch times on the peers' data
-(section 5) times {estimate["scale"]:.2f} to scale its
-{results["peers"]["n_samples"]:,} points to 60,000, and for DCAN
-{estimate["pretrain_epochs"]} pretraining epochs
-({estimate["pretrain_s"]:,.0f} s) plus {estimate["n_steps"]:,} steps at section
-6's `default` step time. Seeds add linearly on a CPU (section 2), so the
-per-seed ratio also holds for a vmapped sweep. The estimate leaves out
-compilation, the initial and final k-means and the encoding for scoring,
-which take seconds, not minutes. `docs/results.md` gives the measured wall
-times of the full 10-seed MNIST run and the accuracy both runs reach.
+are estimated from this run's own measurements. Epoch times on the peers'
+data (section 5) are multiplied by {estimate["scale"]:.2f} to scale its
+{results["peers"]["n_samples"]:,} points to 60,000. DCAN's estimate is
+{estimate["pretrain_epochs"]} pretraining epochs ({estimate["pretrain_s"]:,.0f} s)
+plus {estimate["n_steps"]:,} steps at section 6's `default` step time. Seeds
+add linearly on a CPU (section 2), so the per-seed ratio also holds for a
+vmapped sweep. The estimate leaves out compilation, the initial and final
+k-means and the encoding for scoring, which take seconds, not minutes.
+`docs/results.md` gives the measured wall time of the full 10-seed MNIST run
+and the accuracy `default` reaches.
 
 {table(headers, rows)}
 """

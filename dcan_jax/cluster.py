@@ -229,7 +229,7 @@ def running_step(
     Args:
       state: current clustering.
       z: minibatch of latent points, shape `(batch_size, n_features)`; the
-        update holds a `(batch_size, n_clusters, n_features)` temporary, small
+        update builds a `(batch_size, n_clusters, n_features)` temporary, small
         for a minibatch.
       method: "kmeans" or "gmm".
       rate: fraction of the statistics replaced per call, in (0, 1]; static.

@@ -268,7 +268,7 @@ def seed_mesh(n_seeds: int, devices: Sequence[jax.Device] | None = None) -> Mesh
     """Return a 1-D mesh named "seeds" for sharding `n_seeds` runs.
 
     It spans the largest number of `devices` (default: this process's devices)
-    that divides `n_seeds`, so every device holds the same number of seeds:
+    that divides `n_seeds`, so every device trains the same number of seeds:
     10 seeds on 8 devices use 5 of them, and a prime count of seeds above the
     device count uses one.
     """
@@ -312,7 +312,7 @@ def fit(
       pretrained: seed-stacked `{"encoder": ..., "decoder": ...}` parameters
         (leading axis `len(seeds)`) used instead of pretraining.
       devices: devices to shard the seeds over, default all of this process's
-        devices; `seed_mesh` says how many are used. Each seed's result does
+        devices; `seed_mesh` sets how many are used. Each seed's result does
         not depend on the devices.
 
     Returns:
