@@ -186,7 +186,8 @@ def test_running_step_keeps_old_fraction():
     x, _ = _blobs(n_per=5)
     init = x[[0, 5, 10, 15]]
     state = cluster.kmeans_step(_state(init), x, 1e-4)
-    batch = x[:5]  # only cluster 0's points
+    # The first five points are cluster 0's.
+    batch = x[:5]
     rate = 0.25
     updated = cluster.running_step(state, batch, "kmeans", rate, 1e-4)
     window = batch.shape[0] / rate
