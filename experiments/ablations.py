@@ -36,6 +36,8 @@ ROWS: dict[str, dict[str, Any]] = {
     "discriminator sees points over their cluster's spread": {"discriminator_input": "cluster"},
     "unconditioned discriminator": {"condition_discriminator": False},
     "reconstruction weight 1": {"reconstruction_weight": 1.0},
+    "reconstruction weight 49": {"reconstruction_weight": 49.0},
+    "encoder learning rate 3e-4": {"learning_rate": 3e-4},
     "discriminator learning rate 1e-4": {"discriminator_learning_rate": 1e-4},
     "ReLU discriminator": {"discriminator_activation": "relu"},
     "saturating encoder loss": {"encoder_loss": "saturating"},
@@ -45,6 +47,14 @@ ROWS: dict[str, dict[str, Any]] = {
     "adversarial weight 4": {"adversarial_weight": 4.0},
     "adversarial weight 16": {"adversarial_weight": 16.0},
     "positives at 0.1 of the cluster's spread": {"positive_scale": 0.1},
+    "discriminator learning rate 3e-4": {"discriminator_learning_rate": 3e-4},
+    "discriminator learning rate 1e-2": {"discriminator_learning_rate": 1e-2},
+    "discriminator width 256": {"discriminator_widths": (256,)},
+    "k-means start on all points, 10 restarts of 100 iterations": {
+        "init_cluster_sample_size": 60_000,
+        "init_cluster_restarts": 10,
+        "init_cluster_iters": 100,
+    },
     "2,000 steps": {"n_steps": 2000},
     "2,000 steps without the adversarial term": {"n_steps": 2000, "adversarial_weight": 0.0},
 }
