@@ -1,4 +1,4 @@
-"""How autoencoder + k-means improves with pretraining epochs.
+"""A pretraining curve: autoencoder + k-means scored as pretraining epochs go on.
 
     python -m experiments.pretraining_curve --dataset mnist --seeds 2 --epochs 60 --every 10
 
