@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import logging
 import os
 import pathlib
@@ -277,6 +278,7 @@ def run_dataset(
         if m == "dcan" or (m in baselines.METHODS and baselines.METHODS[m].run_from_start)
     ]
     pretrained = None
+    provenance = {}
     if shares_autoencoder or grids:
         autoencoders = None
         if cache_dir is not None:
@@ -286,6 +288,7 @@ def run_dataset(
         logger.info("%s: pretraining %d autoencoders", dataset_name, len(seeds))
         pretrained = baselines.pretrain(x, config, seeds, autoencoders=autoencoders)
         base = {**base, "pretrain_seconds": pretrained.compile_seconds + pretrained.run_seconds}
+        provenance = {"autoencoder_digests": autoencoder_digests(pretrained)}
     records = []
     for method in methods:
         logger.info("%s: %s, %d seeds", dataset_name, method, len(seeds))
@@ -303,14 +306,34 @@ def run_dataset(
             logger.warning("%s: %s failed: %s", dataset_name, method, error)
             records.append(_failed_record(base, method, seeds, error))
             continue
-        records.append({**_record(base, method, result, y), "config": method_config})
+        record = {**_record(base, method, result, y), "config": method_config}
+        if method in shares_autoencoder:
+            record.update(provenance)
+        records.append(record)
     for method, name, values in grids:
         logger.info("%s: %s grid over %s=%s", dataset_name, method, name, values)
         result = baselines.run_method(
             method, x, config, seeds, grid={name: values}, pretrained=pretrained
         )
-        records.append({**_grid_record(base, method, name, result, y), "config": config.to_dict()})
+        record = {**_grid_record(base, method, name, result, y), "config": config.to_dict()}
+        records.append({**record, **provenance})
     return records
+
+
+def autoencoder_digests(pretrained: baselines.Pretrained) -> list[str]:
+    """Return one short SHA-256 fingerprint of the shared autoencoder's weights per seed.
+
+    Rows with equal fingerprints for a seed started from the same autoencoder,
+    whichever machine or cache it came from.
+    """
+    leaves = jax.tree.leaves(jax.device_get(pretrained.start.params))
+    digests = []
+    for index in range(len(pretrained.seeds)):
+        digest = hashlib.sha256()
+        for leaf in leaves:
+            digest.update(np.ascontiguousarray(leaf[index]).tobytes())
+        digests.append(digest.hexdigest()[:12])
+    return digests
 
 
 def dcan_config(method: str, dataset: str, quick: bool) -> config_lib.DCANConfig:

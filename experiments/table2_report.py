@@ -77,6 +77,9 @@ FULL_COMMAND = (
 
 SCORES = ("acc", "nmi", "ari")
 
+# Methods whose rows start from the dataset's shared pretrained autoencoders.
+SHARED_AUTOENCODER = ("ae-kmeans", "abc", "dc-gmm", "dec", "idec", "dcan")
+
 
 def record_key(record: dict[str, Any]) -> tuple[str, ...]:
     """Identify a record: a later record with the same key replaces it."""
@@ -143,6 +146,58 @@ def _method_rows(records: list[dict[str, Any]], dataset: str) -> list[str]:
     return rows
 
 
+def autoencoder_sets(records: list[dict[str, Any]]) -> tuple[list[list[str]], list[str]]:
+    """Group the rows that start from pretrained autoencoders by the autoencoders used.
+
+    Two rows fall in one group when their per-seed weight fingerprints
+    (`autoencoder_digests`) agree on every seed both ran.
+
+    Returns:
+      The groups, each a list of method names in table order, and the methods
+      whose records carry no fingerprints.
+    """
+    groups: list[tuple[dict[int, str], list[str]]] = []
+    unrecorded = []
+    for record in _ordered(records, list(METHOD_TITLES)):
+        if record["method"] not in SHARED_AUTOENCODER or record.get("error"):
+            continue
+        digests = record.get("autoencoder_digests")
+        if digests is None:
+            unrecorded.append(record["method"])
+            continue
+        by_seed = dict(zip(record["seeds"], digests, strict=True))
+        for known, methods in groups:
+            common = by_seed.keys() & known.keys()
+            if common and all(known[seed] == by_seed[seed] for seed in common):
+                known.update(by_seed)
+                methods.append(record["method"])
+                break
+        else:
+            groups.append((by_seed, [record["method"]]))
+    return [methods for _, methods in groups], unrecorded
+
+
+def _autoencoder_note(records: list[dict[str, Any]]) -> list[str]:
+    groups, unrecorded = autoencoder_sets(records)
+    if len(groups) + bool(unrecorded) < 2:
+        return []
+
+    def titles(methods: list[str]) -> str:
+        return ", ".join(METHOD_TITLES.get(m, m) for m in methods)
+
+    parts = [f"set {i}: {titles(methods)}" for i, methods in enumerate(groups, start=1)]
+    if unrecorded:
+        parts.append(f"not recorded: {titles(unrecorded)}")
+    return [
+        "NOTE: the deep rows here start from more than one set of pretrained "
+        "autoencoders (for example, caches filled on different machines), so "
+        "compare them within a set. By the weight fingerprints in `table2.json`, "
+        + "; ".join(parts)
+        + ".",
+        "",
+    ]
+
+
 def _grid_rows(records: list[dict[str, Any]]) -> list[str]:
     rows = []
     for record in records:
@@ -173,7 +228,7 @@ def _dataset_section(records: list[dict[str, Any]], dataset: str) -> list[str]:
     ]
     methods = [r for r in records if r["kind"] == "method"]
     if methods:
-        lines += _method_rows(methods, dataset) + [""]
+        lines += _method_rows(methods, dataset) + [""] + _autoencoder_note(methods)
     lines += _grid_rows([r for r in records if r["kind"] == "grid"])
     commands = sorted({r["command"] for r in records})
     lines.append("Command" + ("s" if len(commands) > 1 else "") + ":")

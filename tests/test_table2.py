@@ -87,6 +87,37 @@ def test_quick_run_writes_json_csv_markdown(quick_run):
     assert "0.7867" in page  # DCAN's Reuters-10k ACC in the DCAN paper's Table 2
 
 
+def test_deep_rows_record_autoencoder_digests(quick_run):
+    records, out_dir, _ = quick_run
+    by_method = {r["method"]: r for r in records}
+    assert "autoencoder_digests" not in by_method["kmeans"]
+    digests = by_method["ae-kmeans"]["autoencoder_digests"]
+    assert len(digests) == 2
+    assert digests[0] != digests[1]
+    assert all(len(d) == 12 and int(d, 16) >= 0 for d in digests)
+    assert "NOTE: the deep rows" not in (out_dir / "table2.md").read_text()
+
+
+def test_rows_from_other_autoencoders_are_flagged(quick_run):
+    records, *_ = quick_run
+    ae_kmeans = next(r for r in records if r["method"] == "ae-kmeans")
+    a, b = ae_kmeans["autoencoder_digests"]
+    dec = {**ae_kmeans, "method": "dec", "seeds": [0, 1, 2]}
+    dec["autoencoder_digests"] = [a, b, "c" * 12]
+    dcan = {**ae_kmeans, "method": "dcan", "autoencoder_digests": ["d" * 12, "e" * 12]}
+    abc = {k: v for k, v in ae_kmeans.items() if k != "autoencoder_digests"}
+    abc["method"] = "abc"
+    rows = [records[0], ae_kmeans, dec, dcan, abc]
+    groups, unrecorded = table2_report.autoencoder_sets(rows)
+    assert groups == [["ae-kmeans", "dec"], ["dcan"]]
+    assert unrecorded == ["abc"]
+    page = table2_report.render_markdown(rows)
+    assert (
+        "set 1: autoencoder + k-means, DEC; set 2: DCAN, `default` config; not recorded: ABC."
+        in " ".join(page.split())
+    )
+
+
 def test_merge_keeps_other_methods_and_replaces_same_key(quick_run):
     records, *_ = quick_run
     rerun = {**records[0], "run_seconds": 123.0}
