@@ -17,6 +17,7 @@ CLUSTER_UPDATES = ("sample", "running")
 ENCODER_LOSSES = ("saturating", "non_saturating")
 DISCRIMINATOR_INPUTS = ("raw", "cluster", "total")
 OPTIMIZERS = ("sgd", "adam")
+PRETRAIN_SCHEDULES = ("constant", "cosine")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +73,11 @@ class DCANConfig:
       pretrain_epochs: autoencoder pretraining epochs before DCAN, 0 for none.
       pretrain_batch_size: pretraining minibatch size.
       pretrain_learning_rate: Adam learning rate of pretraining.
+      pretrain_schedule: "constant" keeps `pretrain_learning_rate`; "cosine"
+        decays it to 0 over the pretraining steps.
+      pretrain_input_noise: fraction of input entries set to 0 in each
+        pretraining minibatch, in [0, 1); the decoder still reconstructs the
+        clean input (a denoising autoencoder). 0 trains a plain autoencoder.
       init_cluster_sample_size: points encoded for the initial clustering.
       init_cluster_iters: k-means iterations of the initial clustering, after
         k-means++ seeding.
@@ -110,6 +116,8 @@ class DCANConfig:
     pretrain_epochs: int = 0
     pretrain_batch_size: int = 256
     pretrain_learning_rate: float = 1e-3
+    pretrain_schedule: str = "constant"
+    pretrain_input_noise: float = 0.0
     init_cluster_sample_size: int = 10_000
     init_cluster_iters: int = 20
     init_cluster_restarts: int = 1
@@ -162,6 +170,8 @@ AUTOENCODER_FIELDS = (
     "pretrain_epochs",
     "pretrain_batch_size",
     "pretrain_learning_rate",
+    "pretrain_schedule",
+    "pretrain_input_noise",
 )
 
 
@@ -218,6 +228,12 @@ def _validate(config: DCANConfig) -> None:
     _check_choice("encoder_loss", config.encoder_loss, ENCODER_LOSSES)
     _check_choice("discriminator_input", config.discriminator_input, DISCRIMINATOR_INPUTS)
     _check_choice("optimizer", config.optimizer, OPTIMIZERS)
+    _check_choice("pretrain_schedule", config.pretrain_schedule, PRETRAIN_SCHEDULES)
+    if not 0.0 <= config.pretrain_input_noise < 1.0:
+        raise ValueError(
+            f"pretrain_input_noise={config.pretrain_input_noise} should be in [0, 1), "
+            "the fraction of input entries set to 0."
+        )
     if not 0.0 <= config.cluster_momentum < 1.0:
         raise ValueError(f"cluster_momentum={config.cluster_momentum} should be in [0, 1).")
     if not 0.0 <= config.momentum < 1.0:

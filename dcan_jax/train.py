@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 # Independent key streams derived from a state's key.
 _DATA_STREAM = 1
+_NOISE_STREAM = 2
 
 
 def _pretrain_epoch(carry, epoch_key, x, config, tx):
@@ -37,19 +38,33 @@ def _pretrain_epoch(carry, epoch_key, x, config, tx):
     n_batches = x.shape[0] // config.pretrain_batch_size
     order = jax.random.permutation(epoch_key, x.shape[0])[: n_batches * config.pretrain_batch_size]
     batches = order.reshape(n_batches, config.pretrain_batch_size)
+    # A separate stream, so that the shuffles do not depend on the noise setting.
+    noise_keys = jax.random.split(jax.random.fold_in(epoch_key, _NOISE_STREAM), n_batches)
 
-    def loss_fn(params, batch):
-        z = nets.apply_encoder(params["encoder"], batch, config)
+    def loss_fn(params, batch, noise_key):
+        inputs = batch
+        if config.pretrain_input_noise > 0:
+            keep = jax.random.bernoulli(noise_key, 1.0 - config.pretrain_input_noise, batch.shape)
+            inputs = jnp.where(keep, batch, 0.0)
+        z = nets.apply_encoder(params["encoder"], inputs, config)
         return losses.reconstruction_loss(batch, nets.apply_decoder(params["decoder"], z, config))
 
-    def batch_step(carry, indices):
+    def batch_step(carry, batch_keys):
         params, opt_state = carry
-        loss, grads = jax.value_and_grad(loss_fn)(params, x[indices])
+        indices, noise_key = batch_keys
+        loss, grads = jax.value_and_grad(loss_fn)(params, x[indices], noise_key)
         updates, opt_state = tx.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), loss
 
-    carry, batch_losses = jax.lax.scan(batch_step, (params, opt_state), batches)
+    carry, batch_losses = jax.lax.scan(batch_step, (params, opt_state), (batches, noise_keys))
     return carry, jnp.mean(batch_losses)
+
+
+def _pretrain_optimizer(config: DCANConfig, n_samples: int) -> optax.GradientTransformation:
+    if config.pretrain_schedule == "cosine":
+        n_steps = config.pretrain_epochs * (n_samples // config.pretrain_batch_size)
+        return optax.adam(optax.cosine_decay_schedule(config.pretrain_learning_rate, n_steps))
+    return optax.adam(config.pretrain_learning_rate)
 
 
 def pretrain_autoencoder(
@@ -72,7 +87,8 @@ def pretrain_autoencoder(
             f"n_samples={x.shape[0]} should be >= pretrain_batch_size="
             f"{config.pretrain_batch_size}; lower pretrain_batch_size."
         )
-    tx = optax.adam(config.pretrain_learning_rate)
+    x = jnp.asarray(x)
+    tx = _pretrain_optimizer(config, x.shape[0])
     params = state.autoencoder_params
     epoch = functools.partial(_pretrain_epoch, x=x, config=config, tx=tx)
     epoch_keys = jax.random.split(key, config.pretrain_epochs)

@@ -29,11 +29,18 @@ from dcan_jax.step import init_train_state
 
 logger = logging.getLogger(__name__)
 
+_LATER_FIELDS = {"pretrain_schedule": "constant", "pretrain_input_noise": 0.0}
+
 
 def cache_path(
     cache_dir: pathlib.Path, dataset: Dataset, config: config_lib.DCANConfig, seed: int
 ) -> pathlib.Path:
     fields = {name: getattr(config, name) for name in AUTOENCODER_FIELDS}
+    # Settings added after the key was fixed enter it only when they differ from
+    # their default, so autoencoders cached before they existed keep their names.
+    for name, default in _LATER_FIELDS.items():
+        if fields[name] == default:
+            del fields[name]
     text = json.dumps(
         {"data": dataset.name, "shape": dataset.x_train.shape, "seed": seed, **fields},
         sort_keys=True,

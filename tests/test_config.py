@@ -30,6 +30,8 @@ def test_paper_config_has_paper_settings():
         ({"cluster_momentum": 1.0}, r"cluster_momentum=1.0 should be in \[0, 1\)"),
         ({"learning_rate": 0.0}, "learning_rate=0.0 should be > 0"),
         ({"reconstruction_weight": -1.0}, "reconstruction_weight=-1.0 should be >= 0"),
+        ({"pretrain_input_noise": 1.0}, r"pretrain_input_noise=1.0 should be in \[0, 1\)"),
+        ({"pretrain_schedule": "linear"}, "pretrain_schedule='linear' is not supported"),
     ],
 )
 def test_invalid_values_raise(changes, message):

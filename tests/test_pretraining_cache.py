@@ -1,11 +1,14 @@
 """The per-seed cache of pretrained autoencoders used by the experiments."""
 
+import hashlib
+import json
 import logging
 
 import jax
 import numpy as np
 
 from dcan_jax import get_config, train
+from dcan_jax.config import AUTOENCODER_FIELDS
 from dcan_jax.data import Dataset
 from experiments import pretraining
 
@@ -64,6 +67,25 @@ def test_cache_key_changes_with_settings(embedded_digits, tmp_path):
     assert pretraining.cache_path(tmp_path, dataset, CONFIG, 1) != base
     wider = CONFIG.replace(encoder_widths=(32, 4))
     assert pretraining.cache_path(tmp_path, dataset, wider, 0) != base
+    for changes in ({"pretrain_input_noise": 0.2}, {"pretrain_schedule": "cosine"}):
+        assert pretraining.cache_path(tmp_path, dataset, CONFIG.replace(**changes), 0) != base
     # DCAN-phase settings share the pretrained autoencoder.
     other_phase = CONFIG.replace(positive_scale=1.0, n_steps=50)
     assert pretraining.cache_path(tmp_path, dataset, other_phase, 0) == base
+
+
+def test_plain_autoencoder_key_is_unchanged(embedded_digits, tmp_path):
+    # Autoencoders cached before the denoising and schedule settings existed keep
+    # their file names: at their defaults, those settings stay out of the key.
+    dataset = _dataset(embedded_digits)
+    fields = {name: getattr(CONFIG, name) for name in AUTOENCODER_FIELDS}
+    del fields["pretrain_input_noise"], fields["pretrain_schedule"]
+    text = json.dumps(
+        {"data": dataset.name, "shape": dataset.x_train.shape, "seed": 0, **fields},
+        sort_keys=True,
+        default=str,
+    )
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    assert pretraining.cache_path(tmp_path, dataset, CONFIG, 0).name == (
+        f"autoencoder-digits-subset-seed0-{digest}.msgpack"
+    )

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from dcan_jax import get_config, metrics, train
+from dcan_jax import get_config, losses, metrics, nets, step, train
 
 
 def _leaves(tree):
@@ -157,3 +157,52 @@ def test_seed_mesh_on_one_device():
     mesh = train.seed_mesh(7)
     assert mesh.devices.size == 1
     assert mesh.axis_names == ("seeds",)
+
+
+def _pretrain(x, **changes):
+    config = get_config(
+        "default", encoder_widths=(64, 8), pretrain_epochs=8, pretrain_batch_size=100, **changes
+    )
+    state = step.init_train_state(jax.random.key(0), config, x.shape[1])
+    return train.pretrain_autoencoder(state, x, jax.random.key(1))
+
+
+def _masked_reconstruction_error(state, x, noise):
+    keep = jax.random.bernoulli(jax.random.key(2), 1.0 - noise, x.shape)
+    z = nets.apply_encoder(state.encoder_params, np.where(keep, x, 0.0), state.config)
+    return float(
+        losses.reconstruction_loss(x, nets.apply_decoder(state.decoder_params, z, state.config))
+    )
+
+
+def test_denoising_pretraining_restores_masked_digits(embedded_digits):
+    x = embedded_digits[0][:2000]
+    plain, plain_losses = _pretrain(x)
+    denoising, denoising_losses = _pretrain(x, pretrain_input_noise=0.3)
+    assert np.all(np.isfinite(denoising_losses))
+    # Reconstructing from masked inputs is harder, so its training loss is higher,
+    # and the plain autoencoder reconstructs clean digits better...
+    assert denoising_losses[-1] > plain_losses[-1]
+    assert _masked_reconstruction_error(plain, x, 0.0) < _masked_reconstruction_error(
+        denoising, x, 0.0
+    )
+    # ...while the denoising one restores masked digits better (0.84 of the error
+    # after 8 epochs).
+    assert _masked_reconstruction_error(denoising, x, 0.3) < 0.9 * _masked_reconstruction_error(
+        plain, x, 0.3
+    )
+
+
+def test_cosine_pretraining_schedule_decays_to_zero():
+    config = get_config("default", pretrain_epochs=2, pretrain_schedule="cosine")
+    tx = train._pretrain_optimizer(config, n_samples=config.pretrain_batch_size * 5)
+    params = {"w": np.ones(3, np.float32)}
+    opt_state = tx.init(params)
+    sizes = []
+    for _ in range(10):
+        updates, opt_state = tx.update({"w": np.ones(3, np.float32)}, opt_state, params)
+        sizes.append(float(np.abs(updates["w"]).max()))
+    # 2 epochs of 5 batches: Adam's first step moves by the full rate, the last by ~0.
+    np.testing.assert_allclose(sizes[0], config.pretrain_learning_rate, rtol=1e-3)
+    assert sizes[-1] < 0.05 * sizes[0]
+    assert all(a >= b for a, b in zip(sizes, sizes[1:], strict=False))
