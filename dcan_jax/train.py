@@ -60,7 +60,8 @@ def _pretrain_epoch(carry, epoch_key, x, config, tx):
     return carry, jnp.mean(batch_losses)
 
 
-def _pretrain_optimizer(config: DCANConfig, n_samples: int) -> optax.GradientTransformation:
+def pretrain_optimizer(config: DCANConfig, n_samples: int) -> optax.GradientTransformation:
+    """Return pretraining's Adam, with the configured schedule over all its steps."""
     if config.pretrain_schedule == "cosine":
         n_steps = config.pretrain_epochs * (n_samples // config.pretrain_batch_size)
         return optax.adam(optax.cosine_decay_schedule(config.pretrain_learning_rate, n_steps))
@@ -88,7 +89,7 @@ def pretrain_autoencoder(
             f"{config.pretrain_batch_size}; lower pretrain_batch_size."
         )
     x = jnp.asarray(x)
-    tx = _pretrain_optimizer(config, x.shape[0])
+    tx = pretrain_optimizer(config, x.shape[0])
     params = state.autoencoder_params
     epoch = functools.partial(_pretrain_epoch, x=x, config=config, tx=tx)
     epoch_keys = jax.random.split(key, config.pretrain_epochs)

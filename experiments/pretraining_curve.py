@@ -28,7 +28,6 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from dcan_jax import cluster as clustering
 from dcan_jax import metrics, nets, train
@@ -54,7 +53,7 @@ def epoch_keys(seed: int, n_epochs: int) -> jax.Array:
 
 def make_chunk(config, x: jax.Array):
     """Return a jitted, seed-vmapped function that runs epochs and clusters."""
-    tx = optax.adam(config.pretrain_learning_rate)
+    tx = train.pretrain_optimizer(config, x.shape[0])
     epoch = functools.partial(train._pretrain_epoch, x=x, config=config, tx=tx)
 
     def one_seed(params, opt_state, keys, kmeans_key, kmeans_iters, kmeans_restarts):

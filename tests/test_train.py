@@ -195,7 +195,7 @@ def test_denoising_pretraining_restores_masked_digits(embedded_digits):
 
 def test_cosine_pretraining_schedule_decays_to_zero():
     config = get_config("default", pretrain_epochs=2, pretrain_schedule="cosine")
-    tx = train._pretrain_optimizer(config, n_samples=config.pretrain_batch_size * 5)
+    tx = train.pretrain_optimizer(config, n_samples=config.pretrain_batch_size * 5)
     params = {"w": np.ones(3, np.float32)}
     opt_state = tx.init(params)
     sizes = []
