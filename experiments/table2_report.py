@@ -241,19 +241,23 @@ def _dataset_section(records: list[dict[str, Any]], dataset: str) -> list[str]:
 def _mode_section(records: list[dict[str, Any]], mode: str) -> list[str]:
     lines = [f"## {MODE_TITLES.get(mode, mode)}", ""]
     first = records[0]
-    lines.append(
-        f"Machine: {first['device']}; jax {first['versions']['jax']}. "
-        "Pretraining the shared autoencoders and fitting k-means on them (with "
-        "`--cache-dir`, reading them from the cache instead of pretraining) is timed "
-        "separately: "
-        + ", ".join(
-            f"{DATASET_TITLES.get(d, d)} {s:.0f} s"
-            for d, s in sorted(
-                {r["dataset"]: r.get("pretrain_seconds", 0.0) for r in records}.items()
+    machine = f"Machine: {first['device']}; jax {first['versions']['jax']}."
+    # Rows of methods without an autoencoder (raw k-means, the `paper` DCAN)
+    # carry no pretraining time, so they must not overwrite a dataset's entry.
+    pretrain_seconds = {
+        r["dataset"]: r["pretrain_seconds"] for r in records if "pretrain_seconds" in r
+    }
+    if pretrain_seconds:
+        machine += (
+            " Pretraining the shared autoencoders and fitting k-means on them (with "
+            "`--cache-dir`, reading them from the cache instead of pretraining) is timed "
+            "separately: "
+            + ", ".join(
+                f"{DATASET_TITLES.get(d, d)} {s:.0f} s" for d, s in sorted(pretrain_seconds.items())
             )
+            + "."
         )
-        + "."
-    )
+    lines.append(machine)
     lines.append("")
     fewest = min(len(r["seeds"]) for r in records)
     if mode == "full" and fewest < TABLE_SEEDS:

@@ -120,6 +120,19 @@ def test_mixed_autoencoders_are_flagged(quick_run):
     )
 
 
+def test_pretraining_time_ignores_rows_without_autoencoder(quick_run):
+    records, *_ = quick_run
+    ae_kmeans = next(r for r in records if r["method"] == "ae-kmeans")
+    assert "pretrain_seconds" in ae_kmeans
+    # A run of raw-feature methods alone pretrains nothing, so its rows carry no time.
+    kmeans = next(r for r in records if r["method"] == "kmeans")
+    kmeans = {k: v for k, v in kmeans.items() if k != "pretrain_seconds"}
+    expected = f"MNIST {ae_kmeans['pretrain_seconds']:.0f} s."
+    for rows in ([ae_kmeans, kmeans], [kmeans, ae_kmeans]):
+        assert expected in table2_report.render_markdown(rows)
+    assert "timed separately" not in table2_report.render_markdown([kmeans])
+
+
 def test_merge_keeps_other_methods_and_replaces_same_key(quick_run):
     records, *_ = quick_run
     rerun = {**records[0], "run_seconds": 123.0}
