@@ -120,7 +120,7 @@ def test_mixed_autoencoders_are_flagged(quick_run):
     )
 
 
-def test_pretraining_time_ignores_rows_without_autoencoder(quick_run):
+def test_pretraining_time_skips_raw_rows(quick_run):
     records, *_ = quick_run
     ae_kmeans = next(r for r in records if r["method"] == "ae-kmeans")
     assert "pretrain_seconds" in ae_kmeans
