@@ -6,6 +6,8 @@ else
 VENV_PY := .venv/bin/python
 endif
 ARGS ?=
+# Test processes; each test file runs whole in one of them.
+TEST_WORKERS ?= 2
 # PyTorch and ClustPy for the benchmarks' peer comparison, kept out of .venv.
 TORCH_ENV := .venv-bench-torch
 
@@ -22,7 +24,7 @@ run: install
 	$(VENV_PY) -m experiments.mnist $(ARGS)
 
 test: install
-	$(VENV_PY) -m pytest -q tests
+	$(VENV_PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 lint: install
 	$(VENV_PY) -m ruff check dcan_jax experiments tests benchmarks
