@@ -198,6 +198,21 @@ def _autoencoder_note(records: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def _dates_note(records: list[dict[str, Any]]) -> list[str]:
+    dates: dict[str, list[str]] = {}
+    for record in _ordered(records, list(METHOD_TITLES)):
+        title = METHOD_TITLES.get(record["method"], record["method"])
+        dates.setdefault(record.get("date", "unknown date"), []).append(title)
+    if len(dates) < 2:
+        return []
+    parts = [f"{date}: {', '.join(titles)}" for date, titles in sorted(dates.items())]
+    return [
+        "Timing: these rows ran on different days (" + "; ".join(parts) + "), on "
+        "machines that may differ in speed, so compare seconds between rows of one day.",
+        "",
+    ]
+
+
 def _grid_rows(records: list[dict[str, Any]]) -> list[str]:
     rows = []
     for record in records:
@@ -228,7 +243,8 @@ def _dataset_section(records: list[dict[str, Any]], dataset: str) -> list[str]:
     ]
     methods = [r for r in records if r["kind"] == "method"]
     if methods:
-        lines += _method_rows(methods, dataset) + [""] + _autoencoder_note(methods)
+        lines += _method_rows(methods, dataset) + [""]
+        lines += _autoencoder_note(methods) + _dates_note(methods)
     lines += _grid_rows([r for r in records if r["kind"] == "grid"])
     commands = sorted({r["command"] for r in records})
     lines.append("Command" + ("s" if len(commands) > 1 else "") + ":")

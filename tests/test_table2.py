@@ -133,6 +133,16 @@ def test_pretraining_time_skips_raw_rows(quick_run):
     assert "timed separately" not in table2_report.render_markdown([kmeans])
 
 
+def test_timing_note_names_each_day(quick_run):
+    records, *_ = quick_run
+    same_day = table2_report.render_markdown(records)
+    assert "Timing:" not in same_day
+    older = {**records[0], "date": "2000-01-01"}
+    page = table2_report.render_markdown([older, *records[1:]])
+    assert "Timing: these rows ran on different days (2000-01-01: k-means (input" in page
+    assert f"{records[1]['date']}: autoencoder + k-means)" in page
+
+
 def test_merge_keeps_other_methods_and_replaces_same_key(quick_run):
     records, *_ = quick_run
     rerun = {**records[0], "run_seconds": 123.0}
