@@ -2,16 +2,18 @@
 
 A shortened `default` run: 6,000 MNIST training digits, a 196-256-256-10
 autoencoder pretrained for 40 epochs, then 1,000 DCAN steps of batch 128,
-seeds 0 to 3 vmapped. It measured (before, after, reconstruction-only control)
-ACC of (0.593, 0.618, 0.568), (0.558, 0.560, 0.540), (0.531, 0.562, 0.553)
-and (0.524, 0.533, 0.536). DCAN gained 0.017 over the start on average (0.002
-to 0.031 per seed) and beat the control by 0.019 on average. After 20
-pretraining epochs the start is weaker (0.524), and the mean gain was 0.021
-on one host but 0.007 on another, so the test pretrains for 40 epochs.
+seeds 0 to 7 vmapped. Over the eight seeds, DCAN gained 0.015 ACC over the
+start on average (0.555 to 0.570; seven seeds gained) and beat the
+reconstruction-only control by 0.026. Compiled with
+`XLA_FLAGS=--xla_backend_optimization_level=0`, which rounds differently, the
+same test measured gains of 0.025 and 0.027. After 20 pretraining epochs the
+start is weaker, and the mean gain differed between hosts (0.021 and 0.007 on
+four seeds), so the test pretrains for 40 epochs.
 
-Single seeds are not a stable test: a one-seed program rounds differently
-from the vmapped one, and that alone moved seed 0 from a gain of 0.056 to a
-loss of 0.009. So the test asserts the mean over the four fixed seeds.
+Few seeds are not a stable test. With seeds 0 to 3 the mean gain was 0.017
+with the default compiler settings but 0.002 with the other rounding, and a
+one-seed program rounds differently from the vmapped one. So the test asserts
+the mean over eight fixed seeds.
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ from dcan_jax import get_config, metrics, train
 from dcan_jax.data import load_image_dataset
 from experiments.common import starting_state
 
-SEEDS = (0, 1, 2, 3)
-# Smallest accepted mean ACC gains over SEEDS, about half of the measured ones.
-MARGIN_OVER_START = 0.01
-MARGIN_OVER_CONTROL = 0.01
+SEEDS = tuple(range(8))
+# Smallest accepted mean ACC gains over SEEDS, about half of the smaller measured ones.
+MARGIN_OVER_START = 0.0075
+MARGIN_OVER_CONTROL = 0.013
 
 
 @pytest.fixture(scope="module")
