@@ -199,6 +199,7 @@ def _autoencoder_note(records: list[dict[str, Any]]) -> list[str]:
 
 
 def _dates_note(records: list[dict[str, Any]]) -> list[str]:
+    """Return a line that names each day's rows when the rows ran on several days."""
     dates: dict[str, list[str]] = {}
     for record in _ordered(records, list(METHOD_TITLES)):
         title = METHOD_TITLES.get(record["method"], record["method"])
